@@ -1,0 +1,398 @@
+//! One TOML file, `${ENV}` interpolation, `HOOKGATE_*_URL` overrides, validated once at start
+//! with every problem listed. Nothing after this module parses a duration or a size.
+
+mod interpolate;
+mod source;
+mod units;
+
+pub use source::{Provider, Source};
+
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+
+pub const DATABASE_URL_ENV: &str = "HOOKGATE_DATABASE_URL";
+pub const REDIS_URL_ENV: &str = "HOOKGATE_REDIS_URL";
+
+#[derive(Debug)]
+pub struct Config {
+    /// Public listener: webhooks and health only.
+    pub listen: SocketAddr,
+    /// Private listener: metrics (and the admin API).
+    pub admin_listen: SocketAddr,
+    pub database_url: String,
+    pub database_pool_size: u32,
+    pub redis_url: String,
+    /// First part of every Redis key, so deployments (and tests) can share one Redis.
+    pub stream_prefix: String,
+    pub sources: Vec<Source>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("{path} is invalid:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { path: String, problems: Vec<String> },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    admin_listen: Option<String>,
+    database_url: Option<String>,
+    database_pool_size: Option<u32>,
+    redis_url: Option<String>,
+    stream_prefix: Option<String>,
+    #[serde(default)]
+    sources: Vec<source::RawSource>,
+}
+
+impl Config {
+    /// Reads `path`, taking `${NAME}` values and overrides from the process environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text, &|name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// Parses `text` (named `path` in messages) with `env` standing in for the environment.
+    pub fn parse(
+        path: &str,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let syntax = |message: String| ConfigError::Syntax {
+            path: path.to_string(),
+            message,
+        };
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| syntax(e.to_string()))?;
+        let mut problems = Vec::new();
+        interpolate::interpolate(&mut value, env, &mut problems);
+        let raw: RawConfig = value.try_into().map_err(|e| syntax(e.to_string()))?;
+        let config = raw.validate(env, &mut problems);
+        match config {
+            Some(config) if problems.is_empty() => Ok(config),
+            _ => Err(ConfigError::Invalid {
+                path: path.to_string(),
+                problems,
+            }),
+        }
+    }
+
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+}
+
+impl RawConfig {
+    fn validate(
+        self,
+        env: &dyn Fn(&str) -> Option<String>,
+        problems: &mut Vec<String>,
+    ) -> Option<Config> {
+        let mut address = |key: &str, value: Option<String>, default: &str| {
+            let text = value.unwrap_or_else(|| default.to_string());
+            text.parse::<SocketAddr>()
+                .map_err(|_| {
+                    problems.push(format!(
+                        "{key}: {text:?} is not an address like \"0.0.0.0:8080\""
+                    ))
+                })
+                .ok()
+        };
+        let listen = address("listen", self.listen, "0.0.0.0:8080");
+        let admin_listen = address("admin_listen", self.admin_listen, "127.0.0.1:8081");
+
+        let mut url = |key: &str, env_name: &str, value: Option<String>, schemes: &[&str]| {
+            let Some(url) = env(env_name).filter(|v| !v.is_empty()).or(value) else {
+                problems.push(format!("{key}: required (or set {env_name})"));
+                return None;
+            };
+            if !schemes.iter().any(|s| url.starts_with(&format!("{s}://"))) {
+                problems.push(format!(
+                    "{key}: must start with {}://",
+                    schemes.join("://, ")
+                ));
+                return None;
+            }
+            Some(url)
+        };
+        let database_url = url(
+            "database_url",
+            DATABASE_URL_ENV,
+            self.database_url,
+            &["postgres", "postgresql"],
+        );
+        let redis_url = url(
+            "redis_url",
+            REDIS_URL_ENV,
+            self.redis_url,
+            &["redis", "rediss"],
+        );
+
+        let database_pool_size = self.database_pool_size.unwrap_or(16);
+        if !(1..=1000).contains(&database_pool_size) {
+            problems.push("database_pool_size: must be between 1 and 1000".to_string());
+        }
+        let stream_prefix = self.stream_prefix.unwrap_or_else(|| "hookgate".to_string());
+        if stream_prefix.is_empty() || stream_prefix.contains(['{', '}', ' ']) {
+            problems.push(format!(
+                "stream_prefix: {stream_prefix:?} must be non-empty, without braces or spaces"
+            ));
+        }
+
+        if self.sources.is_empty() {
+            problems.push("sources: at least one [[sources]] entry is required".to_string());
+        }
+        let mut names = HashSet::new();
+        let mut sources = Vec::new();
+        for (i, raw) in self.sources.into_iter().enumerate() {
+            if let Some(source) = raw.validate(i, problems) {
+                if !names.insert(source.name.clone()) {
+                    problems.push(format!(
+                        "sources[{i}].name: {:?} is used twice",
+                        source.name
+                    ));
+                }
+                sources.push(source);
+            }
+        }
+        Some(Config {
+            listen: listen?,
+            admin_listen: admin_listen?,
+            database_url: database_url?,
+            database_pool_size,
+            redis_url: redis_url?,
+            stream_prefix,
+            sources,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "STRIPE_SECRET" => Some("whsec_abc".into()),
+            "DB_FROM_ENV" => Some("postgres://env/db".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse("test.toml", text, &env)
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse(text) {
+            Err(ConfigError::Invalid { problems, .. }) => problems,
+            other => panic!("expected invalid config, got {other:?}"),
+        }
+    }
+
+    const BASE: &str = r#"
+        database_url = "postgres://127.0.0.1/hookgate"
+        redis_url = "redis://127.0.0.1"
+    "#;
+
+    #[test]
+    fn a_full_config_parses_with_presets_and_defaults() {
+        let config = parse(&format!(
+            r#"{BASE}
+            [[sources]]
+            name = "stripe"
+            provider = "stripe"
+            secrets = ["${{STRIPE_SECRET}}"]
+
+            [[sources]]
+            name = "gh"
+            provider = "github"
+            secrets = ["a", "b"]
+
+            [[sources]]
+            name = "custom"
+            provider = "hmac"
+            secrets = ["s"]
+            signature_header = "X-Sig"
+            algorithm = "sha512"
+            encoding = "base64"
+            prefix = "v1="
+            signed_content = "{{timestamp}}.{{body}}"
+            timestamp_header = "X-Ts"
+            tolerance = "1m"
+            max_body = "2MiB"
+            event_id = {{ json_pointer = "/data/id", body_sha256 = true }}
+        "#
+        ))
+        .unwrap();
+        assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.admin_listen, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(config.stream_prefix, "hookgate");
+        let stripe = config.source("stripe").unwrap();
+        assert_eq!(stripe.max_body, 1 << 20);
+        assert_eq!(
+            stripe.event_id,
+            crate::event_id::EventIdRule::json_pointer("/id")
+        );
+        assert_eq!(config.source("gh").unwrap().max_body, 25 << 20);
+        let custom = config.source("custom").unwrap();
+        assert_eq!(custom.max_body, 2 << 20);
+        assert!(custom.event_id.fallback_body_sha256);
+    }
+
+    #[test]
+    fn environment_overrides_the_file_urls() {
+        let config = Config::parse(
+            "t",
+            &format!(
+                r#"{BASE}
+                [[sources]]
+                name = "s"
+                provider = "github"
+                secrets = ["x"]"#
+            ),
+            &|name| (name == DATABASE_URL_ENV).then(|| "postgres://override/db".to_string()),
+        )
+        .unwrap();
+        assert_eq!(config.database_url, "postgres://override/db");
+        assert_eq!(config.redis_url, "redis://127.0.0.1");
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let found = problems(
+            r#"
+            listen = "nowhere"
+            [[sources]]
+            name = "Bad Name"
+            provider = "stripe"
+            secrets = ["${UNSET_SECRET}"]
+            max_body = "huge"
+            tolerance = "later"
+
+            [[sources]]
+            name = "std"
+            provider = "standard"
+            secrets = ["whsec_not base64!"]
+
+            [[sources]]
+            name = "gh"
+            provider = "github"
+            secrets = []
+            tolerance = "5m"
+            signature_header = "X-Other"
+
+            [[sources]]
+            name = "x"
+            provider = "paypal"
+            secrets = ["s"]
+
+            [[sources]]
+            name = "h"
+            provider = "hmac"
+            secrets = ["s"]
+            algorithm = "md5"
+            signed_content = "{timestamp}:{body}"
+            event_id = { header = "X-Id", json_pointer = "/id" }
+        "#,
+        );
+        let expected = [
+            "sources[0].secrets[0]: environment variable UNSET_SECRET is not set",
+            "listen: \"nowhere\" is not an address",
+            "database_url: required (or set HOOKGATE_DATABASE_URL)",
+            "redis_url: required (or set HOOKGATE_REDIS_URL)",
+            "sources[0].name: \"Bad Name\" must be",
+            "sources[0].max_body: \"huge\" is not a size",
+            "sources[0].tolerance: \"later\" is not a duration",
+            "sources[1].secrets: a Standard Webhooks secret must be whsec_",
+            "sources[2].secrets: at least one secret is required",
+            "sources[2].signature_header: only for provider = \"hmac\"",
+            "sources[2].tolerance: \"github\" signatures carry no timestamp",
+            "sources[3].provider: unknown provider \"paypal\"",
+            "sources[4].event_id: set header or json_pointer, not both",
+        ];
+        for e in expected {
+            assert!(
+                found.iter().any(|p| p.starts_with(e)),
+                "missing {e:?} in {found:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn generic_hmac_problems() {
+        let found = problems(&format!(
+            r#"{BASE}
+            [[sources]]
+            name = "h"
+            provider = "hmac"
+            secrets = ["s"]
+            algorithm = "md5"
+            encoding = "base32"
+            signed_content = "{{id}}.{{timestamp}}:{{body}}"
+        "#
+        ));
+        let expected = [
+            "sources[0].signature_header: required",
+            "sources[0].algorithm: \"md5\"",
+            "sources[0].encoding: \"base32\"",
+            "sources[0].timestamp_header: set it exactly when",
+            "sources[0].signed_content: {id} needs event_id.header",
+        ];
+        for e in expected {
+            assert!(
+                found.iter().any(|p| p.starts_with(e)),
+                "missing {e:?} in {found:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_duplicate_names_are_refused() {
+        let err = parse(&format!("{BASE}\nlisten_addr = \"x\"")).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Syntax { ref message, .. } if message.contains("listen_addr")),
+            "{err}"
+        );
+        let found = problems(&format!(
+            r#"{BASE}
+            [[sources]]
+            name = "a"
+            provider = "github"
+            secrets = ["x"]
+            [[sources]]
+            name = "a"
+            provider = "shopify"
+            secrets = ["y"]
+        "#
+        ));
+        assert_eq!(found, vec!["sources[1].name: \"a\" is used twice"]);
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let config = parse(&format!(
+            r#"{BASE}
+            [[sources]]
+            name = "s"
+            provider = "github"
+            secrets = ["super-secret-value"]"#
+        ))
+        .unwrap();
+        assert!(!format!("{config:?}").contains("super-secret-value"));
+    }
+}

@@ -1,0 +1,155 @@
+//! The provider's event id: the key that makes a retried webhook a duplicate.
+
+use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+/// Longer ids are refused rather than stored: no provider sends one, and the unique index
+/// should not carry attacker-sized keys.
+pub const MAX_LEN: usize = 512;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdSource {
+    /// Lowercase header name.
+    Header(String),
+    /// RFC 6901 pointer into a JSON body, e.g. `/id`.
+    JsonPointer(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventIdRule {
+    pub from: Option<IdSource>,
+    /// Use the hex SHA-256 of the body when `from` finds nothing: identical bodies are then
+    /// one event, which is what a sender without ids means by a retry.
+    pub fallback_body_sha256: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventIdError {
+    #[error("no event id: {0}")]
+    Missing(String),
+    #[error("event id is longer than {MAX_LEN} bytes")]
+    TooLong,
+}
+
+impl EventIdRule {
+    pub fn header(name: &str) -> Self {
+        Self {
+            from: Some(IdSource::Header(name.to_ascii_lowercase())),
+            fallback_body_sha256: false,
+        }
+    }
+
+    pub fn json_pointer(pointer: &str) -> Self {
+        Self {
+            from: Some(IdSource::JsonPointer(pointer.to_string())),
+            fallback_body_sha256: false,
+        }
+    }
+
+    pub fn extract(&self, headers: &HeaderMap, body: &[u8]) -> Result<String, EventIdError> {
+        let found = match &self.from {
+            Some(IdSource::Header(name)) => headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
+            Some(IdSource::JsonPointer(pointer)) => from_json(body, pointer),
+            None => None,
+        };
+        match found {
+            Some(id) if id.len() > MAX_LEN => Err(EventIdError::TooLong),
+            Some(id) => Ok(id),
+            None if self.fallback_body_sha256 => Ok(hex::encode(Sha256::digest(body))),
+            None => Err(EventIdError::Missing(match &self.from {
+                Some(IdSource::Header(name)) => format!("header {name} is missing or empty"),
+                Some(IdSource::JsonPointer(p)) => {
+                    format!("the JSON body has no string or number at {p}")
+                }
+                None => "the source defines no event id".to_string(),
+            })),
+        }
+    }
+}
+
+fn from_json(body: &[u8], pointer: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match value.pointer(pointer)? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn header_rule() {
+        let rule = EventIdRule::header("X-GitHub-Delivery");
+        let h = headers(&[("x-github-delivery", " 72d3162e ")]);
+        assert_eq!(rule.extract(&h, b""), Ok("72d3162e".into()));
+        assert!(matches!(
+            rule.extract(&headers(&[]), b""),
+            Err(EventIdError::Missing(m)) if m.contains("x-github-delivery")
+        ));
+    }
+
+    #[test]
+    fn json_pointer_rule_takes_strings_and_numbers() {
+        let rule = EventIdRule::json_pointer("/data/id");
+        let none = HeaderMap::new();
+        assert_eq!(
+            rule.extract(&none, br#"{"data":{"id":"evt_1"}}"#),
+            Ok("evt_1".into())
+        );
+        assert_eq!(
+            rule.extract(&none, br#"{"data":{"id":42}}"#),
+            Ok("42".into())
+        );
+        for body in [
+            &br#"{"data":{}}"#[..],
+            b"not json",
+            br#"{"data":{"id":null}}"#,
+        ] {
+            assert!(matches!(
+                rule.extract(&none, body),
+                Err(EventIdError::Missing(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn fallback_hashes_the_body() {
+        let rule = EventIdRule {
+            from: Some(IdSource::JsonPointer("/event_id".into())),
+            fallback_body_sha256: true,
+        };
+        let none = HeaderMap::new();
+        assert_eq!(
+            rule.extract(&none, b"token=x&text="),
+            Ok(hex::encode(Sha256::digest(b"token=x&text=")))
+        );
+        assert_eq!(
+            rule.extract(&none, br#"{"event_id":"Ev1"}"#),
+            Ok("Ev1".into())
+        );
+    }
+
+    #[test]
+    fn overlong_ids_are_refused() {
+        let rule = EventIdRule::header("x-id");
+        let long = "a".repeat(MAX_LEN + 1);
+        let mut h = HeaderMap::new();
+        h.insert("x-id", long.parse().unwrap());
+        assert_eq!(rule.extract(&h, b""), Err(EventIdError::TooLong));
+    }
+}

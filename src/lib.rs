@@ -1,0 +1,15 @@
+//! hookgate: a webhook receiver gateway.
+//!
+//! receiver -> store (Postgres) -> queue (Redis Streams) -> worker -> destinations.
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod event_id;
+pub mod problem;
+pub mod queue;
+pub mod receiver;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+pub mod verify;

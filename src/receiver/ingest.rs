@@ -1,0 +1,221 @@
+//! `POST /webhooks/{source}`: size limit -> verify -> event id -> insert -> XADD -> 200.
+
+use super::{Receiver, handshake, stored_headers};
+use crate::config::Source;
+use crate::event_id::EventIdError;
+use crate::problem::Problem;
+use crate::store::StoreError;
+use crate::store::events::{Inserted, NewEvent};
+use crate::verify::VerifyError;
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use uuid::Uuid;
+
+/// Seconds a provider is asked to wait after a 503.
+const RETRY_AFTER_SECS: u64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("unknown source {0:?}")]
+    UnknownSource(String),
+    #[error("body is larger than this source's limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("could not read the request body")]
+    BodyRead,
+    #[error(transparent)]
+    Unverified(#[from] VerifyError),
+    #[error(transparent)]
+    EventId(#[from] EventIdError),
+    #[error("the event could not be stored")]
+    Unavailable(#[from] StoreError),
+}
+
+impl IngestError {
+    /// The `outcome` label of `hookgate_webhooks_received_total`.
+    fn outcome(&self) -> &'static str {
+        match self {
+            Self::UnknownSource(_) => "unknown_source",
+            Self::TooLarge { .. } => "too_large",
+            Self::BodyRead => "bad_request",
+            Self::Unverified(_) => "unverified",
+            Self::EventId(_) => "missing_event_id",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+impl From<&IngestError> for Problem {
+    fn from(error: &IngestError) -> Self {
+        use StatusCode as S;
+        let detail = error.to_string();
+        match error {
+            IngestError::UnknownSource(_) => {
+                Problem::new(S::NOT_FOUND, "unknown-source", "Unknown source", detail)
+            }
+            IngestError::TooLarge { .. } => Problem::new(
+                S::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+                detail,
+            ),
+            IngestError::BodyRead => {
+                Problem::new(S::BAD_REQUEST, "bad-request", "Bad request", detail)
+            }
+            IngestError::Unverified(e) => {
+                let (slug, title) = match e {
+                    VerifyError::MissingHeader(_) => {
+                        ("signature-header-missing", "Signature header missing")
+                    }
+                    VerifyError::MalformedHeader { .. } => {
+                        ("signature-header-malformed", "Signature header malformed")
+                    }
+                    VerifyError::NoMatchingSignature => {
+                        ("signature-mismatch", "Signature does not match")
+                    }
+                    VerifyError::TimestampOutsideTolerance { .. } => {
+                        ("timestamp-outside-tolerance", "Timestamp outside tolerance")
+                    }
+                };
+                Problem::new(S::UNAUTHORIZED, slug, title, detail)
+            }
+            IngestError::EventId(_) => {
+                Problem::new(S::BAD_REQUEST, "event-id", "No usable event id", detail)
+            }
+            // The cause is logged, not shown: it may name hosts and users of the database.
+            IngestError::Unavailable(_) => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Temporarily unavailable",
+                "the event could not be stored; nothing was accepted, retry later",
+            )
+            .retry_after(RETRY_AFTER_SECS),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Accepted {
+    id: Uuid,
+    status: &'static str,
+}
+
+pub async fn ingest(
+    State(receiver): State<Arc<Receiver>>,
+    Path(source_name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let Some(source) = receiver.config.source(&source_name) else {
+        // Unknown names are not used as a label: they come from whoever calls.
+        return reply("_unknown", Err(IngestError::UnknownSource(source_name)));
+    };
+    let result = handle(&receiver, source, &headers, body).await;
+    metrics::histogram!("hookgate_ingest_duration_seconds", "source" => source.name.clone())
+        .record(started.elapsed().as_secs_f64());
+    reply(&source.name, result)
+}
+
+enum Handled {
+    Stored(Inserted),
+    Handshake(Response),
+}
+
+async fn handle(
+    receiver: &Receiver,
+    source: &Source,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Handled, IngestError> {
+    let body = read_limited(headers, body, source.max_body).await?;
+    let verified = source.verifier.verify(headers, &body, unix_now())?;
+    if let Some(answer) = handshake::answer(source.provider, &body) {
+        return Ok(Handled::Handshake(answer.into_response()));
+    }
+    let external_id = source.event_id.extract(headers, &body)?;
+    let event = NewEvent {
+        source: &source.name,
+        external_id: &external_id,
+        payload: &body,
+        headers: stored_headers::to_json(headers),
+        verified,
+    };
+    let inserted = receiver.store.insert_event(&event).await?;
+    if let Inserted::New(id) = inserted {
+        // The event is committed: from here on the answer is 200 whatever Redis does.
+        match receiver.streams.enqueue(&source.name, id).await {
+            Ok(()) => receiver.outbox.confirm(id),
+            Err(error) => {
+                metrics::counter!("hookgate_enqueue_failures_total", "source" => source.name.clone())
+                    .increment(1);
+                tracing::warn!(%error, event = %id, "XADD failed; the event stays in the outbox for the reconciler");
+            }
+        }
+    }
+    tracing::info!(source = %source.name, %external_id, ?inserted, "webhook stored");
+    Ok(Handled::Stored(inserted))
+}
+
+fn reply(source: &str, result: Result<Handled, IngestError>) -> Response {
+    let (outcome, response) = match result {
+        Ok(Handled::Stored(Inserted::New(id))) => (
+            "accepted",
+            Json(Accepted {
+                id,
+                status: "accepted",
+            })
+            .into_response(),
+        ),
+        Ok(Handled::Stored(Inserted::Duplicate(id))) => (
+            "duplicate",
+            Json(Accepted {
+                id,
+                status: "duplicate",
+            })
+            .into_response(),
+        ),
+        Ok(Handled::Handshake(response)) => ("handshake", response),
+        Err(error) => {
+            if let IngestError::Unavailable(cause) = &error {
+                tracing::error!(%cause, source, "webhook refused: store unavailable");
+            } else {
+                tracing::info!(%error, source, "webhook refused");
+            }
+            (error.outcome(), Problem::from(&error).into_response())
+        }
+    };
+    metrics::counter!("hookgate_webhooks_received_total", "source" => source.to_string(), "outcome" => outcome)
+        .increment(1);
+    response
+}
+
+/// Reads the body, refusing it as soon as it is known to exceed `limit`: from Content-Length
+/// when the sender declares one, else while streaming.
+async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, IngestError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(IngestError::TooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(IngestError::TooLarge { limit }),
+        Err(_) => Err(IngestError::BodyRead),
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,41 @@
+//! The public listener: `POST /webhooks/{source}` and health. No SQL or Redis here: those go
+//! through `store` and `queue`.
+
+mod handshake;
+mod health;
+mod ingest;
+mod stored_headers;
+
+use crate::config::Config;
+use crate::problem::Problem;
+use crate::queue::stream::Streams;
+use crate::store::Store;
+use crate::store::outbox::OutboxConfirmer;
+use axum::Router;
+use axum::routing::{get, post};
+use std::sync::Arc;
+
+pub struct Receiver {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub streams: Streams,
+    pub outbox: OutboxConfirmer,
+}
+
+pub fn router(receiver: Arc<Receiver>) -> Router {
+    Router::new()
+        .route("/webhooks/{source}", post(ingest::ingest))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(receiver)
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such route; webhooks go to POST /webhooks/{source}")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::method_not_allowed()
+}

@@ -1,0 +1,242 @@
+//! Test harness: real Postgres and Redis, each test isolated in its own schema and key prefix.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod proxy;
+pub mod sign;
+
+use hookgate::app::Gateway;
+use hookgate::config::Config;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use std::time::Duration;
+
+pub fn base_database_url() -> String {
+    std::env::var("HOOKGATE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("HOOKGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Postgres URL whose connections see only `schema`.
+pub fn url_with_schema(base: &str, schema: &str) -> String {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// One test's private slice of the shared services.
+pub struct TestEnv {
+    pub schema: String,
+    pub prefix: String,
+    pub database_url: String,
+    pub db: PgPool,
+    pub redis: redis::aio::MultiplexedConnection,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let schema = format!("hgt_{id}");
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&base_database_url())
+            .await
+            .expect("Postgres must be reachable: run tests through scripts/dev test");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let database_url = url_with_schema(&base_database_url(), &schema);
+        let db = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&database_url)
+            .await
+            .unwrap();
+        let redis = redis::Client::open(redis_url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis must be reachable: run tests through scripts/dev test");
+        Self {
+            schema,
+            prefix: format!("hgt-{id}"),
+            database_url,
+            db,
+            redis,
+        }
+    }
+
+    /// A config listening on free loopback ports, with `sources` (TOML `[[sources]]` entries).
+    pub fn config(&self, sources: &str) -> Config {
+        self.config_with(&self.database_url, &redis_url(), sources)
+    }
+
+    pub fn config_with(&self, database_url: &str, redis_url: &str, sources: &str) -> Config {
+        let text = format!(
+            r#"
+            listen = "127.0.0.1:0"
+            admin_listen = "127.0.0.1:0"
+            database_url = "{database_url}"
+            redis_url = "{redis_url}"
+            stream_prefix = "{}"
+            {sources}
+            "#,
+            self.prefix
+        );
+        Config::parse("test.toml", &text, &|_| None).unwrap()
+    }
+
+    pub async fn start(&self, sources: &str) -> Running {
+        Running::start(self.config(sources)).await
+    }
+
+    pub fn stream_key(&self, source: &str) -> String {
+        format!("{}:{{{source}}}:events", self.prefix)
+    }
+
+    pub async fn stream_len(&self, source: &str) -> usize {
+        redis::cmd("XLEN")
+            .arg(self.stream_key(source))
+            .query_async(&mut self.redis.clone())
+            .await
+            .unwrap()
+    }
+
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap()
+    }
+}
+
+impl Drop for TestEnv {
+    // Runs on a thread of its own so it also cleans up after a panicking test.
+    fn drop(&mut self) {
+        let schema = self.schema.clone();
+        let prefix = self.prefix.clone();
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(admin) = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&base_database_url())
+                    .await
+                {
+                    let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
+                }
+                if let Ok(client) = redis::Client::open(redis_url()) {
+                    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                        let keys: Vec<String> = redis::cmd("KEYS")
+                            .arg(format!("{prefix}:*"))
+                            .query_async(&mut conn)
+                            .await
+                            .unwrap_or_default();
+                        if !keys.is_empty() {
+                            let _: Result<(), _> =
+                                redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                        }
+                    }
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// A gateway running in this test process, with an HTTP client pointed at it.
+pub struct Running {
+    pub gateway: Option<Gateway>,
+    pub base: String,
+    pub admin: String,
+    pub http: reqwest::Client,
+}
+
+impl Running {
+    pub async fn start(config: Config) -> Self {
+        let gateway = Gateway::start(config).await.unwrap();
+        Self {
+            base: format!("http://{}", gateway.public_addr),
+            admin: format!("http://{}", gateway.admin_addr),
+            gateway: Some(gateway),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// POSTs `body` with `headers` to `/webhooks/{source}`.
+    pub async fn post(&self, source: &str, headers: &[(String, String)], body: &[u8]) -> Reply {
+        let mut request = self
+            .http
+            .post(format!("{}/webhooks/{source}", self.base))
+            .body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        Reply::from(request.send().await.unwrap()).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(gateway) = self.gateway.take() {
+            gateway.shutdown_token().cancel();
+            gateway.wait().await.unwrap();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(gateway) = &self.gateway {
+            gateway.shutdown_token().cancel();
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub retry_after: Option<String>,
+    pub json: serde_json::Value,
+}
+
+impl Reply {
+    pub async fn from(response: reqwest::Response) -> Self {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        let content_type = header("content-type").unwrap_or_default();
+        let retry_after = header("retry-after");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Self {
+            status,
+            content_type,
+            retry_after,
+            json,
+        }
+    }
+
+    /// Asserts an RFC 9457 problem of this status and type slug.
+    pub fn assert_problem(&self, status: u16, slug: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.content_type, "application/problem+json", "{self:?}");
+        assert_eq!(self.json["status"], status, "{self:?}");
+        assert_eq!(
+            self.json["type"],
+            format!("urn:hookgate:problem:{slug}"),
+            "{self:?}"
+        );
+        assert!(self.json["title"].is_string() && self.json["detail"].is_string());
+    }
+}
