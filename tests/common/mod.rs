@@ -19,10 +19,11 @@ pub fn redis_url() -> String {
     std::env::var("HOOKGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// Postgres URL whose connections see only `schema`.
+/// Postgres URL whose connections see only `schema` and carry it as their application name,
+/// so the cleanup can find and end them.
 pub fn url_with_schema(base: &str, schema: &str) -> String {
     let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+    format!("{base}{sep}options=-c%20search_path%3D{schema}&application_name={schema}")
 }
 
 /// One test's private slice of the shared services.
@@ -110,7 +111,9 @@ impl TestEnv {
 }
 
 impl Drop for TestEnv {
-    // Runs on a thread of its own so it also cleans up after a panicking test.
+    // Runs on a thread of its own so it also cleans up after a panicking test. The test's
+    // runtime is blocked meanwhile, so a gateway still running on it may hold locks in the
+    // schema: its connections are ended first, and the drop gives up rather than wait forever.
     fn drop(&mut self) {
         let schema = self.schema.clone();
         let prefix = self.prefix.clone();
@@ -125,6 +128,16 @@ impl Drop for TestEnv {
                     .connect(&base_database_url())
                     .await
                 {
+                    let _ = sqlx::query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                    )
+                    .bind(&schema)
+                    .execute(&admin)
+                    .await;
+                    let _ = sqlx::query("SET lock_timeout = '10s'")
+                        .execute(&admin)
+                        .await;
                     let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
                     let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
                 }

@@ -1,0 +1,223 @@
+//! The real binary: configuration checks, migrations, logs and shutdown.
+
+mod common;
+
+use common::{TestEnv, redis_url, sign};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn hookgate() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hookgate"));
+    command
+        .env_remove("HOOKGATE_DATABASE_URL")
+        .env_remove("HOOKGATE_REDIS_URL");
+    command
+}
+
+fn write_config(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn check_config_lists_every_problem_and_exits_non_zero() {
+    let file = write_config(
+        r#"
+        database_url = "mysql://nope"
+        [[sources]]
+        name = "stripe"
+        provider = "stripe"
+        secrets = ["${HOOKGATE_TEST_UNSET_SECRET}"]
+        max_body = "lots"
+        "#,
+    );
+    let out = hookgate()
+        .arg("--config")
+        .arg(file.path())
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "environment variable HOOKGATE_TEST_UNSET_SECRET is not set",
+        "database_url: must start with postgres://",
+        "redis_url: required",
+        "max_body: \"lots\" is not a size",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in {stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_config_accepts_the_example_config() {
+    let out = hookgate()
+        .args(["--config", "examples/hookgate.toml", "check-config"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("is valid"), "{stdout}");
+}
+
+#[test]
+fn an_unreadable_config_is_a_one_line_error() {
+    let out = hookgate()
+        .args(["--config", "/nonexistent/hookgate.toml", "check-config"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("hookgate: cannot read /nonexistent/hookgate.toml"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_migrations_apply_each_migration_once() {
+    let env = TestEnv::new().await;
+    let file = write_config(&config(&env, free_port(), free_port()));
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            hookgate()
+                .arg("--config")
+                .arg(file.path())
+                .arg("migrate")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let applied = env.count("SELECT count(*) FROM _sqlx_migrations").await;
+    let shipped = std::fs::read_dir("migrations").unwrap().count() as i64;
+    assert_eq!(applied, shipped);
+}
+
+fn config(env: &TestEnv, port: u16, admin_port: u16) -> String {
+    format!(
+        r#"
+        listen = "127.0.0.1:{port}"
+        admin_listen = "127.0.0.1:{admin_port}"
+        database_url = "{}"
+        redis_url = "{}"
+        stream_prefix = "{}"
+        [[sources]]
+        name = "github"
+        provider = "github"
+        secrets = ["s3cret"]
+        "#,
+        env.database_url,
+        redis_url(),
+        env.prefix
+    )
+}
+
+/// SIGTERM while a webhook is half-sent: the request still completes and is stored, then the
+/// process exits 0. Logs are JSON lines carrying the request id.
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
+    let env = TestEnv::new().await;
+    let port = free_port();
+    let file = write_config(&config(&env, port, free_port()));
+    let mut child = hookgate()
+        .arg("--config")
+        .arg(file.path())
+        .args(["--log-format", "json", "run"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "gateway did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let body = b"{\"half\":1,\"other-half\":2}".to_vec();
+    let (first, second) = body.split_at(10);
+    let (first, second) = (first.to_vec(), second.to_vec());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    tx.send(Ok(first)).await.unwrap();
+    let mut request = http
+        .post(format!("{base}/webhooks/github"))
+        .header("x-request-id", "req-in-flight")
+        .body(reqwest::Body::wrap_stream(tokio_stream(rx)));
+    for (k, v) in sign::github("s3cret", "in-flight", &body) {
+        request = request.header(k, v);
+    }
+    let in_flight = tokio::spawn(request.send());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.send(Ok(second)).await.unwrap();
+    drop(tx);
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+
+    let status = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        let mut logs = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut logs).unwrap();
+        (status, logs)
+    });
+    let (status, logs) = tokio::time::timeout(Duration::from_secs(20), status)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit {status:?}; logs:\n{logs}");
+    assert_eq!(env.count("SELECT count(*) FROM events").await, 1);
+    let stored_line = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "webhook stored")
+        .unwrap_or_else(|| panic!("no JSON 'webhook stored' line in:\n{logs}"));
+    assert_eq!(
+        stored_line["span"]["request_id"], "req-in-flight",
+        "{stored_line}"
+    );
+}
+
+fn tokio_stream(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -1,0 +1,142 @@
+//! Postgres or Redis going away, simulated by cutting a proxy owned by the test.
+
+mod common;
+
+use common::proxy::Proxy;
+use common::{Running, TestEnv, redis_url, sign};
+use sqlx::postgres::PgConnectOptions;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::str::FromStr;
+
+const SOURCE: &str = r#"
+    [[sources]]
+    name = "github"
+    provider = "github"
+    secrets = ["s3cret"]
+"#;
+
+fn webhook(delivery: &str) -> Vec<(String, String)> {
+    sign::github("s3cret", delivery, b"{}")
+}
+
+fn resolve(host: &str, port: u16) -> SocketAddr {
+    (host, port).to_socket_addrs().unwrap().next().unwrap()
+}
+
+/// The test schema's Postgres URL, pointed at `proxy` instead of the server.
+fn postgres_via(env: &TestEnv, proxy: &Proxy) -> String {
+    let options = PgConnectOptions::from_str(&env.database_url).unwrap();
+    let database = options.get_database().unwrap_or("postgres");
+    common::url_with_schema(
+        &format!(
+            "postgres://{}@{}/{database}",
+            options.get_username(),
+            proxy.addr
+        ),
+        &env.schema,
+    )
+}
+
+fn postgres_addr(env: &TestEnv) -> SocketAddr {
+    let options = PgConnectOptions::from_str(&env.database_url).unwrap();
+    resolve(options.get_host(), options.get_port())
+}
+
+fn redis_addr() -> SocketAddr {
+    let info = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection_info()
+        .clone();
+    match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port) => resolve(host, *port),
+        other => panic!("tests need Redis over TCP, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn postgres_outage_answers_503_and_claims_nothing() {
+    let env = TestEnv::new().await;
+    let proxy = Proxy::start(postgres_addr(&env)).await;
+    let gw =
+        Running::start(env.config_with(&postgres_via(&env, &proxy), &redis_url(), SOURCE)).await;
+    assert_eq!(
+        gw.post("github", &webhook("before"), b"{}").await.json["status"],
+        "accepted"
+    );
+
+    proxy.cut();
+    let reply = gw.post("github", &webhook("during"), b"{}").await;
+    reply.assert_problem(503, "unavailable");
+    assert_eq!(reply.retry_after.as_deref(), Some("5"));
+    // Even a retry of a stored event cannot be confirmed while Postgres is away.
+    gw.post("github", &webhook("before"), b"{}")
+        .await
+        .assert_problem(503, "unavailable");
+    let ready = gw
+        .http
+        .get(format!("{}/readyz", gw.base))
+        .send()
+        .await
+        .unwrap();
+    let ready = common::Reply::from(ready).await;
+    ready.assert_problem(503, "not-ready");
+    assert_eq!(ready.json["detail"], "unreachable: postgres");
+
+    proxy.restore().await;
+    // Nothing was stored during the outage: the provider's retry is a first arrival.
+    assert_eq!(
+        gw.post("github", &webhook("during"), b"{}").await.json["status"],
+        "accepted"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM events").await, 2);
+    assert_eq!(env.stream_len("github").await, 2);
+}
+
+#[tokio::test]
+async fn redis_outage_still_accepts_and_leaves_the_event_in_the_outbox() {
+    let env = TestEnv::new().await;
+    let proxy = Proxy::start(redis_addr()).await;
+    let redis_via_proxy = format!("redis://{}", proxy.addr);
+    let gw = Running::start(env.config_with(&env.database_url, &redis_via_proxy, SOURCE)).await;
+
+    proxy.cut();
+    let reply = gw
+        .post("github", &webhook("while-redis-is-down"), b"{}")
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json["status"], "accepted");
+    let id = reply.json["id"].as_str().unwrap().to_string();
+    let unqueued: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT event_id FROM enqueue_outbox")
+        .fetch_all(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(unqueued, vec![uuid::Uuid::parse_str(&id).unwrap()]);
+    assert_eq!(env.stream_len("github").await, 0);
+    let ready = gw
+        .http
+        .get(format!("{}/readyz", gw.base))
+        .send()
+        .await
+        .unwrap();
+    let ready = common::Reply::from(ready).await;
+    assert_eq!(ready.json["detail"], "unreachable: redis");
+
+    proxy.restore().await;
+    let mut accepted_after = None;
+    // The connection manager reconnects on its own; give it a few attempts.
+    for attempt in 0..20 {
+        let reply = gw
+            .post("github", &webhook(&format!("after-{attempt}")), b"{}")
+            .await;
+        assert_eq!(reply.json["status"], "accepted");
+        if env.stream_len("github").await == 1 {
+            accepted_after = Some(attempt);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        accepted_after.is_some(),
+        "XADD never recovered after Redis came back"
+    );
+}
