@@ -1,11 +1,11 @@
-//! Wiring: one process runs the receiver, the admin listener and the background tasks, and
-//! stops them in order on shutdown.
+//! Wiring: one process runs the receiver, the worker and the admin listener (or some of
+//! them), and stops them in order on shutdown.
 
 use crate::config::Config;
 use crate::queue::stream::Streams;
 use crate::receiver::{self, Receiver};
 use crate::store::Store;
-use crate::store::outbox::OutboxConfirmer;
+use crate::worker::Worker;
 use crate::{admin, telemetry};
 use anyhow::Context;
 use std::future::IntoFuture;
@@ -19,17 +19,40 @@ use tokio_util::sync::CancellationToken;
 /// In-flight requests get this long to finish after a shutdown signal.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
+/// Which parts a process runs: receivers and workers scale out separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub receiver: bool,
+    pub worker: bool,
+}
+
+impl Roles {
+    pub const ALL: Self = Self {
+        receiver: true,
+        worker: true,
+    };
+    pub const RECEIVER: Self = Self {
+        receiver: true,
+        worker: false,
+    };
+    pub const WORKER: Self = Self {
+        receiver: false,
+        worker: true,
+    };
+}
+
 /// A running gateway.
 pub struct Gateway {
-    pub public_addr: SocketAddr,
+    /// The webhook listener, when this process receives.
+    pub public_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl Gateway {
-    /// Migrates the database, binds both listeners and starts serving.
-    pub async fn start(config: Config) -> anyhow::Result<Self> {
+    /// Migrates the database, binds the listeners and starts the roles' tasks.
+    pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Self> {
         let metrics = telemetry::metrics();
         let store = Store::connect_lazy(&config.database_url, config.database_pool_size)?;
         store
@@ -37,26 +60,40 @@ impl Gateway {
             .await
             .context("cannot apply database migrations")?;
         let streams = Streams::new(&config.redis_url, &config.stream_prefix)?;
-        let public = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let public = match roles.receiver {
+            true => Some(
+                TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.listen))?,
+            ),
+            false => None,
+        };
         let admin = TcpListener::bind(config.admin_listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
-        let public_addr = public.local_addr()?;
+        let public_addr = public.as_ref().map(TcpListener::local_addr).transpose()?;
         let admin_addr = admin.local_addr()?;
 
-        let (outbox, outbox_task) = OutboxConfirmer::spawn(store.clone());
-        let receiver = Arc::new(Receiver {
-            config: Arc::new(config),
-            store,
-            streams,
-            outbox,
-        });
+        let config = Arc::new(config);
         let shutdown = CancellationToken::new();
-        let public = axum::serve(public, telemetry::traced(receiver::router(receiver)))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future();
+        let worker = roles.worker.then(|| {
+            Worker::spawn(
+                config.clone(),
+                store.clone(),
+                streams.clone(),
+                shutdown.clone(),
+            )
+        });
+        let public = public.map(|listener| {
+            let receiver = Arc::new(Receiver {
+                config: config.clone(),
+                store,
+                streams,
+            });
+            axum::serve(listener, telemetry::traced(receiver::router(receiver)))
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .into_future()
+        });
         let admin = axum::serve(admin, admin::router(metrics.clone()))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future();
@@ -69,17 +106,23 @@ impl Gateway {
             }
         };
         let task = tokio::spawn(async move {
+            let servers = async {
+                match public {
+                    Some(public) => tokio::try_join!(public, admin).map(|_| ()),
+                    None => admin.await,
+                }
+            };
             tokio::select! {
-                served = async { tokio::try_join!(public, admin) } => { served?; }
+                served = servers => served?,
                 () = deadline => tracing::warn!("requests still in flight after {DRAIN_DEADLINE:?}; exiting anyway"),
             }
-            // The routers are gone, and with them every confirmer handle: the outbox task
-            // drains what is queued and ends.
-            outbox_task.await?;
+            if let Some(worker) = worker {
+                worker.await?;
+            }
             upkeep.await?;
             Ok(())
         });
-        tracing::info!(%public_addr, %admin_addr, "hookgate listening");
+        tracing::info!(?public_addr, %admin_addr, ?roles, "hookgate started");
         Ok(Self {
             public_addr,
             admin_addr,
@@ -88,7 +131,7 @@ impl Gateway {
         })
     }
 
-    /// Cancelling it stops accepting connections and lets in-flight requests finish.
+    /// Cancelling it stops accepting connections and lets in-flight work finish.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod event_id;
 pub mod problem;
@@ -13,3 +14,4 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod verify;
+pub mod worker;

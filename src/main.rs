@@ -1,5 +1,6 @@
 use clap::{Parser, Subcommand};
-use hookgate::app::Gateway;
+use hookgate::app::{Gateway, Roles};
+use hookgate::cli::dlq::DlqCommand;
 use hookgate::config::Config;
 use hookgate::store::Store;
 use hookgate::telemetry::{self, LogFormat};
@@ -27,12 +28,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway: webhook receiver and admin listener (migrates first).
+    /// Run everything in one process: receiver, worker and admin listener (migrates first).
     Run,
+    /// Run only the webhook receiver and the admin listener (scale receivers out).
+    Receive,
+    /// Run only the worker: deliveries, retries, reclaims and the scheduler.
+    Work,
     /// Apply database migrations and exit.
     Migrate,
     /// Validate the configuration, list every problem, and exit.
     CheckConfig,
+    /// Inspect, replay and purge dead letters.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,27 +62,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         print_summary(&cli.config, &config);
         return Ok(());
     }
-    telemetry::init_tracing(cli.log_format);
+    if !matches!(cli.command, Command::Dlq { .. }) {
+        telemetry::init_tracing(cli.log_format);
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        match cli.command {
-            Command::Run => {
-                let gateway = Gateway::start(config).await?;
-                let stop = gateway.shutdown_token();
-                tokio::spawn(async move {
-                    hookgate::shutdown::signalled().await;
-                    stop.cancel();
-                });
-                gateway.wait().await
-            }
+        let roles = match cli.command {
+            Command::Run => Roles::ALL,
+            Command::Receive => Roles::RECEIVER,
+            Command::Work => Roles::WORKER,
             Command::Migrate => {
                 let store = Store::connect_lazy(&config.database_url, 1)?;
                 store.migrate().await?;
                 println!("migrations applied");
-                Ok(())
+                return Ok(());
             }
+            Command::Dlq { command } => return hookgate::cli::dlq::run(&config, command).await,
             Command::CheckConfig => unreachable!("handled before the runtime starts"),
-        }
+        };
+        let gateway = Gateway::start(config, roles).await?;
+        let stop = gateway.shutdown_token();
+        tokio::spawn(async move {
+            hookgate::shutdown::signalled().await;
+            stop.cancel();
+        });
+        gateway.wait().await
     })
 }
 

@@ -1,10 +1,12 @@
 //! One TOML file, `${ENV}` interpolation, `HOOKGATE_*_URL` overrides, validated once at start
 //! with every problem listed. Nothing after this module parses a duration or a size.
 
+mod delivery;
 mod interpolate;
 mod source;
 mod units;
 
+pub use delivery::{Destination, RetryPolicy, Target, WorkerConfig};
 pub use source::{Provider, Source};
 
 use serde::Deserialize;
@@ -26,6 +28,7 @@ pub struct Config {
     pub redis_url: String,
     /// First part of every Redis key, so deployments (and tests) can share one Redis.
     pub stream_prefix: String,
+    pub worker: WorkerConfig,
     pub sources: Vec<Source>,
 }
 
@@ -51,6 +54,8 @@ struct RawConfig {
     database_pool_size: Option<u32>,
     redis_url: Option<String>,
     stream_prefix: Option<String>,
+    retry: Option<delivery::RawRetry>,
+    worker: Option<delivery::RawWorker>,
     #[serde(default)]
     sources: Vec<source::RawSource>,
 }
@@ -156,10 +161,13 @@ impl RawConfig {
         if self.sources.is_empty() {
             problems.push("sources: at least one [[sources]] entry is required".to_string());
         }
+        let worker = self.worker.unwrap_or_default().validate(problems);
+        let retry = self.retry.unwrap_or_default();
+        retry.validate("retry", problems);
         let mut names = HashSet::new();
         let mut sources = Vec::new();
         for (i, raw) in self.sources.into_iter().enumerate() {
-            if let Some(source) = raw.validate(i, problems) {
+            if let Some(source) = raw.validate(i, &retry, &worker, problems) {
                 if !names.insert(source.name.clone()) {
                     problems.push(format!(
                         "sources[{i}].name: {:?} is used twice",
@@ -176,6 +184,7 @@ impl RawConfig {
             database_pool_size,
             redis_url: redis_url?,
             stream_prefix,
+            worker,
             sources,
         })
     }
@@ -381,6 +390,101 @@ mod tests {
         "#
         ));
         assert_eq!(found, vec!["sources[1].name: \"a\" is used twice"]);
+    }
+
+    #[test]
+    fn destinations_and_retry_policies() {
+        let config = parse(&format!(
+            r#"{BASE}
+            [retry]
+            max_attempts = 3
+            initial_delay = "1s"
+
+            [worker]
+            concurrency = 4
+            visibility_timeout = "30s"
+
+            [[sources]]
+            name = "gh"
+            provider = "github"
+            secrets = ["x"]
+            retry = {{ max_attempts = 5 }}
+
+              [[sources.destinations]]
+              name = "ci"
+              url = "http://127.0.0.1:9000/hook"
+              timeout = "2s"
+              secret = "whsec_c2VjcmV0"
+              headers = {{ "X-Team" = "builds" }}
+
+              [[sources.destinations]]
+              name = "audit"
+              stream = "audit-events"
+            "#
+        ))
+        .unwrap();
+        assert_eq!(config.worker.concurrency, 4);
+        let gh = config.source("gh").unwrap();
+        assert_eq!(gh.retry.max_attempts, 5, "source overrides global");
+        assert_eq!(
+            gh.retry.initial_delay,
+            std::time::Duration::from_secs(1),
+            "global overrides default"
+        );
+        assert_eq!(
+            gh.retry.max_delay,
+            std::time::Duration::from_secs(3600),
+            "default"
+        );
+        let ci = gh.destination("ci").unwrap();
+        assert!(ci.signing_key.is_some());
+        assert_eq!(ci.headers.len(), 1);
+        assert!(matches!(ci.target, Target::Http { .. }));
+        assert_eq!(
+            gh.destination("audit").unwrap().target,
+            Target::Stream {
+                key: "audit-events".into()
+            }
+        );
+    }
+
+    #[test]
+    fn destination_problems() {
+        let found = problems(&format!(
+            r#"{BASE}
+            [retry]
+            jitter = 2.0
+            [[sources]]
+            name = "gh"
+            provider = "github"
+            secrets = ["x"]
+              [[sources.destinations]]
+              name = "a"
+              url = "https://example.invalid/"
+              [[sources.destinations]]
+              name = "b"
+              url = "http://x/"
+              stream = "s"
+              [[sources.destinations]]
+              name = "c"
+              url = "http://x/"
+              timeout = "2m"
+              secret = "whsec_!!"
+            "#
+        ));
+        let expected = [
+            "retry.jitter: must be between 0 and 1",
+            "sources[0].destinations[0].url: \"https://example.invalid/\" must start with http://",
+            "sources[0].destinations[1]: set exactly one of url or stream",
+            "sources[0].destinations[2].timeout: must be below worker.visibility_timeout",
+            "sources[0].destinations[2].secret: a Standard Webhooks secret",
+        ];
+        for e in expected {
+            assert!(
+                found.iter().any(|p| p.starts_with(e)),
+                "missing {e:?} in {found:#?}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One `[[sources]]` entry: a provider preset (or the generic HMAC scheme), its secrets, body
 //! limit and event-id rule, validated into a ready-to-use [`Source`].
 
+use super::delivery::{Destination, RawDestination, RawRetry, RetryPolicy, WorkerConfig};
 use super::units;
 use crate::event_id::{EventIdRule, IdSource};
 use crate::verify::hmac::{HmacParams, HmacScheme, Template, TimestampRule};
@@ -70,6 +71,14 @@ pub struct Source {
     pub max_body: usize,
     pub verifier: Verifier,
     pub event_id: EventIdRule,
+    pub destinations: Vec<Destination>,
+    pub retry: RetryPolicy,
+}
+
+impl Source {
+    pub fn destination(&self, name: &str) -> Option<&Destination> {
+        self.destinations.iter().find(|d| d.name == name)
+    }
 }
 
 impl std::fmt::Debug for Source {
@@ -80,6 +89,8 @@ impl std::fmt::Debug for Source {
             .field("provider", &self.provider)
             .field("max_body", &self.max_body)
             .field("event_id", &self.event_id)
+            .field("destinations", &self.destinations)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
@@ -101,6 +112,9 @@ pub(super) struct RawSource {
     prefix: Option<String>,
     signed_content: Option<String>,
     timestamp_header: Option<String>,
+    #[serde(default)]
+    destinations: Vec<RawDestination>,
+    retry: Option<RawRetry>,
 }
 
 #[derive(Deserialize)]
@@ -130,9 +144,34 @@ impl Problems<'_> {
 
 impl RawSource {
     /// Validates the entry; `None` when it has problems, each pushed onto `problems`.
-    pub(super) fn validate(self, index: usize, problems: &mut Vec<String>) -> Option<Source> {
+    pub(super) fn validate(
+        mut self,
+        index: usize,
+        retry: &RawRetry,
+        worker: &WorkerConfig,
+        problems: &mut Vec<String>,
+    ) -> Option<Source> {
         let before = problems.len();
         let key = format!("sources[{index}]");
+        let retry = self
+            .retry
+            .take()
+            .unwrap_or_default()
+            .over(retry)
+            .validate(&format!("{key}.retry"), problems);
+        let mut destinations = Vec::new();
+        for (i, raw) in std::mem::take(&mut self.destinations)
+            .into_iter()
+            .enumerate()
+        {
+            let dkey = format!("{key}.destinations[{i}]");
+            if let Some(d) = raw.validate(&dkey, worker.visibility_timeout, problems) {
+                if destinations.iter().any(|o: &Destination| o.name == d.name) {
+                    problems.push(format!("{dkey}.name: {:?} is used twice", d.name));
+                }
+                destinations.push(d);
+            }
+        }
         let mut p = Problems {
             key: key.clone(),
             list: problems,
@@ -196,6 +235,8 @@ impl RawSource {
             max_body: max_body?,
             verifier,
             event_id: event_id?,
+            destinations,
+            retry,
         })
     }
 
@@ -341,7 +382,7 @@ impl RawSource {
     }
 }
 
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()

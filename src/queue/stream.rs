@@ -1,13 +1,13 @@
-//! Stream keys and enqueueing.
+//! Enqueueing, acknowledging and reclaiming on the shared (non-blocking) connection.
 
-use super::QueueError;
-use redis::AsyncCommands;
+use super::{Entry, GROUP, QueueError};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::StreamAutoClaimReply;
 use std::time::Duration;
 use uuid::Uuid;
 
 /// Short, so a Redis outage costs a webhook at most about this much before it is answered
-/// (the event is already committed; the reconciler enqueues it later).
+/// (the event is already committed; the scheduler enqueues it later).
 const TIMEOUT: Duration = Duration::from_millis(1000);
 
 #[derive(Clone)]
@@ -34,21 +34,154 @@ impl Streams {
 
     /// `<prefix>:{<source>}:events`: the braces are a Redis Cluster hash tag, keeping all of a
     /// source's keys in one slot.
-    pub fn key(&self, source: &str) -> String {
+    pub fn events_key(&self, source: &str) -> String {
         format!("{}:{{{source}}}:events", self.prefix)
     }
 
-    pub async fn enqueue(&self, source: &str, event_id: Uuid) -> Result<(), QueueError> {
-        let mut conn = self.conn.clone();
-        let _: String = conn
-            .xadd(self.key(source), "*", &[("event", event_id.to_string())])
+    fn queued_key(&self, source: &str) -> String {
+        format!("{}:{{{source}}}:queued", self.prefix)
+    }
+
+    pub async fn enqueue(&self, source: &str, event: Uuid) -> Result<(), QueueError> {
+        self.enqueue_many(source, &[event]).await
+    }
+
+    /// Adds one entry per event and records them as queued, atomically.
+    pub async fn enqueue_many(&self, source: &str, events: &[Uuid]) -> Result<(), QueueError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let key = self.events_key(source);
+        let ids: Vec<String> = events.iter().map(Uuid::to_string).collect();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for id in &ids {
+            pipe.cmd("XADD")
+                .arg(&key)
+                .arg("*")
+                .arg("event")
+                .arg(id)
+                .ignore();
+        }
+        pipe.cmd("SADD")
+            .arg(self.queued_key(source))
+            .arg(&ids)
+            .ignore();
+        let () = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Of `events`, those without an entry in the stream.
+    pub async fn unqueued(&self, source: &str, events: &[Uuid]) -> Result<Vec<Uuid>, QueueError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = events.iter().map(Uuid::to_string).collect();
+        let member: Vec<bool> = redis::cmd("SMISMEMBER")
+            .arg(self.queued_key(source))
+            .arg(&ids)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(events
+            .iter()
+            .zip(member)
+            .filter(|(_, queued)| !queued)
+            .map(|(id, _)| *id)
+            .collect())
+    }
+
+    /// Creates the consumer group (and the stream) if missing. It starts at `0`, not `$`:
+    /// entries added before any worker ran are work too.
+    pub async fn ensure_group(&self, source: &str) -> Result<(), QueueError> {
+        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.events_key(source))
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn.clone())
+            .await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    /// The entry is done with: acknowledged, deleted, and its event no longer marked queued.
+    pub async fn finish(&self, entry: &Entry) -> Result<(), QueueError> {
+        let key = self.events_key(&entry.source);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("XACK")
+            .arg(&key)
+            .arg(GROUP)
+            .arg(&entry.id)
+            .ignore();
+        pipe.cmd("XDEL").arg(&key).arg(&entry.id).ignore();
+        if let Some(event) = entry.event {
+            pipe.cmd("SREM")
+                .arg(self.queued_key(&entry.source))
+                .arg(event.to_string())
+                .ignore();
+        }
+        let () = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Takes over entries another consumer read but has not finished for `min_idle`.
+    /// XAUTOCLAIM scans at most `count * 10` pending entries a call; `cursor` carries on.
+    pub async fn reclaim(
+        &self,
+        source: &str,
+        consumer: &str,
+        min_idle: Duration,
+        cursor: &str,
+        count: usize,
+    ) -> Result<(Vec<Entry>, String), QueueError> {
+        let key = self.events_key(source);
+        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(&key)
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let entries = reply
+            .claimed
+            .iter()
+            .map(|e| Entry::from_stream_id(source, e))
+            .collect();
+        Ok((entries, reply.next_stream_id))
+    }
+
+    /// Entries read by some consumer and not yet finished.
+    pub async fn pending(&self, source: &str) -> Result<u64, QueueError> {
+        let summary: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+            .arg(self.events_key(source))
+            .arg(GROUP)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(summary.0)
+    }
+
+    /// Appends to a destination's stream (a sink that internal services read themselves).
+    pub async fn publish(&self, key: &str, fields: &[(&str, &[u8])]) -> Result<(), QueueError> {
+        let _: String = redis::cmd("XADD")
+            .arg(key)
+            .arg("*")
+            .arg(fields)
+            .query_async(&mut self.conn.clone())
             .await?;
         Ok(())
     }
 
     pub async fn ping(&self) -> Result<(), QueueError> {
-        let mut conn = self.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await?;
         Ok(())
     }
 }

@@ -145,18 +145,21 @@ async fn handle(
         external_id: &external_id,
         payload: &body,
         headers: stored_headers::to_json(headers),
+        destinations: source
+            .destinations
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect(),
+        max_attempts: source.retry.max_attempts as i32,
         verified,
     };
     let inserted = receiver.store.insert_event(&event).await?;
     if let Inserted::New(id) = inserted {
         // The event is committed: from here on the answer is 200 whatever Redis does.
-        match receiver.streams.enqueue(&source.name, id).await {
-            Ok(()) => receiver.outbox.confirm(id),
-            Err(error) => {
-                metrics::counter!("hookgate_enqueue_failures_total", "source" => source.name.clone())
-                    .increment(1);
-                tracing::warn!(%error, event = %id, "XADD failed; the event stays in the outbox for the reconciler");
-            }
+        if let Err(error) = receiver.streams.enqueue(&source.name, id).await {
+            metrics::counter!("hookgate_enqueue_failures_total", "source" => source.name.clone())
+                .increment(1);
+            tracing::warn!(%error, event = %id, "XADD failed; the scheduler will enqueue the event");
         }
     }
     tracing::info!(source = %source.name, %external_id, ?inserted, "webhook stored");

@@ -10,7 +10,6 @@ use crate::config::Config;
 use crate::problem::Problem;
 use crate::queue::stream::Streams;
 use crate::store::Store;
-use crate::store::outbox::OutboxConfirmer;
 use axum::Router;
 use axum::routing::{get, post};
 use std::sync::Arc;
@@ -19,7 +18,6 @@ pub struct Receiver {
     pub config: Arc<Config>,
     pub store: Store,
     pub streams: Streams,
-    pub outbox: OutboxConfirmer,
 }
 
 pub fn router(receiver: Arc<Receiver>) -> Router {

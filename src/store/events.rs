@@ -15,6 +15,10 @@ pub struct NewEvent<'a> {
     pub external_id: &'a str,
     pub payload: &'a [u8],
     pub headers: serde_json::Value,
+    /// The source's destinations: one delivery each, created with the event.
+    pub destinations: Vec<&'a str>,
+    /// The source's attempt budget per delivery.
+    pub max_attempts: i32,
     /// Only verified requests become events.
     pub verified: Verified,
 }
@@ -37,15 +41,19 @@ impl Store {
     async fn insert_event_inner(&self, event: &NewEvent<'_>) -> Result<Inserted, StoreError> {
         // UUIDv7: time-ordered, so the primary key index stays append-mostly.
         let id = Uuid::now_v7();
-        // One statement writes the event and its outbox row, so both commit or neither does.
+        // One statement writes the event and its deliveries, so all commit or none does: from
+        // the commit on, the pending deliveries are the record of work owed, whether or not
+        // the XADD that follows succeeds. A source without destinations owes nothing.
         let inserted: Option<Uuid> = sqlx::query_scalar(
             "WITH ins AS (
-                 INSERT INTO events (id, source, external_id, payload, headers)
-                 VALUES ($1, $2, $3, $4, $5)
+                 INSERT INTO events (id, source, external_id, payload, headers, status)
+                 VALUES ($1, $2, $3, $4, $5,
+                         CASE WHEN cardinality($6::text[]) = 0 THEN 'delivered' ELSE 'pending' END)
                  ON CONFLICT (source, external_id) DO NOTHING
-                 RETURNING id, source
-             ), outbox AS (
-                 INSERT INTO enqueue_outbox (event_id, source) SELECT id, source FROM ins
+                 RETURNING id, received_at
+             ), deliveries AS (
+                 INSERT INTO deliveries (event_id, destination, max_attempts, next_attempt_at)
+                 SELECT ins.id, d, $7, ins.received_at FROM ins, unnest($6::text[]) AS d
              )
              SELECT id FROM ins",
         )
@@ -54,6 +62,8 @@ impl Store {
         .bind(event.external_id)
         .bind(event.payload)
         .bind(&event.headers)
+        .bind(&event.destinations)
+        .bind(event.max_attempts)
         .fetch_optional(&self.pool)
         .await?;
         if let Some(id) = inserted {

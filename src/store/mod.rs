@@ -1,7 +1,8 @@
 //! Postgres: the source of truth. Runtime queries only, so the build needs no database.
 
+pub mod dead_letters;
+pub mod deliveries;
 pub mod events;
-pub mod outbox;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;

@@ -103,6 +103,10 @@ pub struct Tag {
 }
 
 impl Tag {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
     /// Constant-time comparison with a signature from a request.
     pub fn matches(&self, candidate: &[u8]) -> bool {
         self.bytes[..self.len].ct_eq(candidate).into()

@@ -3,8 +3,9 @@
 
 pub mod proxy;
 pub mod sign;
+pub mod sink;
 
-use hookgate::app::Gateway;
+use hookgate::app::{Gateway, Roles};
 use hookgate::config::Config;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -75,7 +76,17 @@ impl TestEnv {
     }
 
     pub fn config_with(&self, database_url: &str, redis_url: &str, sources: &str) -> Config {
-        let text = format!(
+        let text = self.config_text_with(database_url, redis_url, sources);
+        Config::parse("test.toml", &text, &|_| None).unwrap()
+    }
+
+    /// The configuration file a test's gateway or binary runs with.
+    pub fn config_text(&self, sources: &str) -> String {
+        self.config_text_with(&self.database_url, &redis_url(), sources)
+    }
+
+    fn config_text_with(&self, database_url: &str, redis_url: &str, sources: &str) -> String {
+        format!(
             r#"
             listen = "127.0.0.1:0"
             admin_listen = "127.0.0.1:0"
@@ -85,12 +96,16 @@ impl TestEnv {
             {sources}
             "#,
             self.prefix
-        );
-        Config::parse("test.toml", &text, &|_| None).unwrap()
+        )
     }
 
     pub async fn start(&self, sources: &str) -> Running {
         Running::start(self.config(sources)).await
+    }
+
+    /// Only the receiver: what ingest leaves on the streams stays there to be inspected.
+    pub async fn start_receiver(&self, sources: &str) -> Running {
+        Running::start_with_roles(self.config(sources), Roles::RECEIVER).await
     }
 
     pub fn stream_key(&self, source: &str) -> String {
@@ -170,9 +185,13 @@ pub struct Running {
 
 impl Running {
     pub async fn start(config: Config) -> Self {
-        let gateway = Gateway::start(config).await.unwrap();
+        Self::start_with_roles(config, Roles::ALL).await
+    }
+
+    pub async fn start_with_roles(config: Config, roles: Roles) -> Self {
+        let gateway = Gateway::start(config, roles).await.unwrap();
         Self {
-            base: format!("http://{}", gateway.public_addr),
+            base: format!("http://{}", gateway.public_addr.expect("the receiver runs")),
             admin: format!("http://{}", gateway.admin_addr),
             gateway: Some(gateway),
             http: reqwest::Client::builder()

@@ -1,0 +1,3 @@
+//! Operator commands beyond running the gateway.
+
+pub mod dlq;

@@ -1,0 +1,266 @@
+//! Where events go and how hard hookgate tries: destinations, the retry policy, the worker.
+
+use super::units;
+use crate::verify::standard;
+use axum::http::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// An internal service that receives a source's events.
+#[derive(Debug)]
+pub struct Destination {
+    pub name: String,
+    pub target: Target,
+    /// Key for the outgoing `webhook-signature` (Standard Webhooks), when a secret is set.
+    pub signing_key: Option<standard::SigningKey>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// POST to this URL, giving up after the timeout.
+    Http { url: String, timeout: Duration },
+    /// XADD to this Redis stream, which the service reads with its own consumer group.
+    Stream { key: String },
+}
+
+/// Attempt n waits `min(initial_delay * multiplier^(n-1), max_delay)`, then +/- `jitter`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_delay: Duration,
+    pub multiplier: f64,
+    pub max_delay: Duration,
+    /// Fraction of the delay, 0.0 to 1.0.
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    /// 10 s, 100 s, 1000 s, then an hour apart: eight attempts span about five hours.
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            initial_delay: Duration::from_secs(10),
+            multiplier: 10.0,
+            max_delay: Duration::from_secs(3600),
+            jitter: 0.2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkerConfig {
+    /// Deliveries in flight per process.
+    pub concurrency: usize,
+    /// A delivery (and its stream entry) whose worker went silent this long is taken over.
+    pub visibility_timeout: Duration,
+    /// How often due retries and lost stream entries are looked for.
+    pub schedule_interval: Duration,
+    /// In-flight deliveries get this long to finish on shutdown; the rest are handed back.
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            visibility_timeout: Duration::from_secs(60),
+            schedule_interval: Duration::from_secs(1),
+            shutdown_deadline: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetry {
+    max_attempts: Option<u32>,
+    initial_delay: Option<String>,
+    multiplier: Option<f64>,
+    max_delay: Option<String>,
+    jitter: Option<f64>,
+}
+
+impl RawRetry {
+    /// `self` over `base`: a source's `[sources.retry]` overrides the global `[retry]` key by key.
+    pub(super) fn over(&self, base: &RawRetry) -> RawRetry {
+        RawRetry {
+            max_attempts: self.max_attempts.or(base.max_attempts),
+            initial_delay: self.initial_delay.clone().or(base.initial_delay.clone()),
+            multiplier: self.multiplier.or(base.multiplier),
+            max_delay: self.max_delay.clone().or(base.max_delay.clone()),
+            jitter: self.jitter.or(base.jitter),
+        }
+    }
+
+    pub(super) fn validate(&self, key: &str, problems: &mut Vec<String>) -> RetryPolicy {
+        let d = RetryPolicy::default();
+        let mut duration = |name: &str, value: &Option<String>, default: Duration| match value {
+            Some(text) => units::duration(&format!("{key}.{name}"), text)
+                .map_err(|p| problems.push(p))
+                .unwrap_or(default),
+            None => default,
+        };
+        let policy = RetryPolicy {
+            max_attempts: self.max_attempts.unwrap_or(d.max_attempts),
+            initial_delay: duration("initial_delay", &self.initial_delay, d.initial_delay),
+            multiplier: self.multiplier.unwrap_or(d.multiplier),
+            max_delay: duration("max_delay", &self.max_delay, d.max_delay),
+            jitter: self.jitter.unwrap_or(d.jitter),
+        };
+        if !(1..=100).contains(&policy.max_attempts) {
+            problems.push(format!("{key}.max_attempts: must be between 1 and 100"));
+        }
+        if !(policy.multiplier >= 1.0 && policy.multiplier <= 1000.0) {
+            problems.push(format!("{key}.multiplier: must be between 1 and 1000"));
+        }
+        if !(0.0..=1.0).contains(&policy.jitter) {
+            problems.push(format!("{key}.jitter: must be between 0 and 1"));
+        }
+        if policy.max_delay < policy.initial_delay {
+            problems.push(format!("{key}.max_delay: must not be below initial_delay"));
+        }
+        policy
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWorker {
+    concurrency: Option<usize>,
+    visibility_timeout: Option<String>,
+    schedule_interval: Option<String>,
+    shutdown_deadline: Option<String>,
+}
+
+impl RawWorker {
+    pub(super) fn validate(&self, problems: &mut Vec<String>) -> WorkerConfig {
+        let d = WorkerConfig::default();
+        let mut duration = |name: &str, value: &Option<String>, default: Duration| match value {
+            Some(text) => units::duration(&format!("worker.{name}"), text)
+                .map_err(|p| problems.push(p))
+                .unwrap_or(default),
+            None => default,
+        };
+        let config = WorkerConfig {
+            concurrency: self.concurrency.unwrap_or(d.concurrency),
+            visibility_timeout: duration(
+                "visibility_timeout",
+                &self.visibility_timeout,
+                d.visibility_timeout,
+            ),
+            schedule_interval: duration(
+                "schedule_interval",
+                &self.schedule_interval,
+                d.schedule_interval,
+            ),
+            shutdown_deadline: duration(
+                "shutdown_deadline",
+                &self.shutdown_deadline,
+                d.shutdown_deadline,
+            ),
+        };
+        if !(1..=4096).contains(&config.concurrency) {
+            problems.push("worker.concurrency: must be between 1 and 4096".to_string());
+        }
+        if config.schedule_interval.is_zero() || config.visibility_timeout.is_zero() {
+            problems.push(
+                "worker: schedule_interval and visibility_timeout must be above zero".to_string(),
+            );
+        }
+        config
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDestination {
+    name: String,
+    url: Option<String>,
+    stream: Option<String>,
+    timeout: Option<String>,
+    secret: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl RawDestination {
+    pub(super) fn validate(
+        self,
+        key: &str,
+        visibility_timeout: Duration,
+        problems: &mut Vec<String>,
+    ) -> Option<Destination> {
+        let before = problems.len();
+        if !super::source::valid_name(&self.name) {
+            problems.push(format!(
+                "{key}.name: {:?} must be 1-64 characters of a-z, 0-9, '_' or '-'",
+                self.name
+            ));
+        }
+        let timeout = match &self.timeout {
+            Some(text) => units::duration(&format!("{key}.timeout"), text)
+                .map_err(|p| problems.push(p))
+                .ok(),
+            None => Some(DEFAULT_TIMEOUT),
+        };
+        let target = match (self.url, self.stream) {
+            (Some(url), None) if url.starts_with("http://") => {
+                if timeout.is_some_and(|t| t >= visibility_timeout) {
+                    problems.push(format!(
+                        "{key}.timeout: must be below worker.visibility_timeout ({visibility_timeout:?}), or a slow delivery would be taken over while it runs"
+                    ));
+                }
+                Some(Target::Http {
+                    url,
+                    timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
+                })
+            }
+            (Some(url), None) => {
+                problems.push(format!(
+                    "{key}.url: {url:?} must start with http:// (TLS to destinations is not built in yet)"
+                ));
+                None
+            }
+            (None, Some(stream)) if !stream.is_empty() => {
+                if self.timeout.is_some() || self.secret.is_some() || !self.headers.is_empty() {
+                    problems.push(format!(
+                        "{key}: timeout, secret and headers are for url destinations"
+                    ));
+                }
+                Some(Target::Stream { key: stream })
+            }
+            _ => {
+                problems.push(format!("{key}: set exactly one of url or stream"));
+                None
+            }
+        };
+        let signing_key = match self.secret.as_deref().map(standard::SigningKey::parse) {
+            Some(Ok(key)) => Some(key),
+            Some(Err(e)) => {
+                problems.push(format!("{key}.secret: {e}"));
+                None
+            }
+            None => None,
+        };
+        let mut headers = Vec::new();
+        for (name, value) in &self.headers {
+            match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                (Ok(n), Ok(v)) => headers.push((n, v)),
+                _ => problems.push(format!("{key}.headers: {name:?} is not a valid header")),
+            }
+        }
+        if problems.len() != before {
+            return None;
+        }
+        Some(Destination {
+            name: self.name,
+            target: target?,
+            signing_key,
+            headers,
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! Dead letters: listing, inspecting, replaying and purging them.

@@ -1,0 +1,280 @@
+//! Delivery state: claiming due deliveries, recording attempts, finding due work.
+
+use super::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A due delivery this worker now owns until its lease ends.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub destination: String,
+    /// This attempt's number, from 1.
+    pub attempt: i32,
+    pub max_attempts: i32,
+}
+
+/// An event with the deliveries claimed from it.
+#[derive(Debug)]
+pub struct ClaimedEvent {
+    pub event_id: Uuid,
+    pub source: String,
+    pub payload: Vec<u8>,
+    pub content_type: Option<String>,
+    /// Proves ownership when the outcome is recorded.
+    pub lease_token: Uuid,
+    pub deliveries: Vec<Claimed>,
+}
+
+/// Why an attempt failed, as operators need to tell "the destination said no" from "we broke".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The destination answered, but not 2xx.
+    Rejected,
+    Timeout,
+    /// The destination could not be reached.
+    Connection,
+    /// hookgate itself failed, e.g. the destination is no longer configured.
+    Pipeline,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rejected => "rejected",
+            Self::Timeout => "timeout",
+            Self::Connection => "connection",
+            Self::Pipeline => "pipeline",
+        }
+    }
+}
+
+/// What one attempt did.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub destination: String,
+    pub attempt: i32,
+    pub duration: Duration,
+    pub status_code: Option<u16>,
+    /// `None` on success.
+    pub failure: Option<(FailureKind, String)>,
+    pub next: Next,
+}
+
+/// What happens to the delivery after this attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Next {
+    Delivered,
+    RetryIn(Duration),
+    DeadLetter,
+}
+
+/// A pending delivery whose time has come (or whose worker went silent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub event_id: Uuid,
+    pub source: String,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Claims every due, unleased, pending delivery of `event_id` for `lease`, counting the
+    /// attempt now: a worker that dies mid-delivery still used up that attempt, so a message
+    /// that crashes workers cannot loop forever. `None` when nothing is claimable.
+    pub async fn claim(
+        &self,
+        event_id: Uuid,
+        lease: Duration,
+    ) -> Result<Option<ClaimedEvent>, StoreError> {
+        let token = Uuid::new_v4();
+        let rows = sqlx::query(
+            "WITH claimed AS (
+                 UPDATE deliveries
+                 SET lease_until = now() + make_interval(secs => $2),
+                     lease_token = $3,
+                     attempts = attempts + 1,
+                     first_attempt_at = coalesce(first_attempt_at, now()),
+                     last_attempt_at = now()
+                 WHERE event_id = $1 AND state = 'pending' AND next_attempt_at <= now()
+                   AND (lease_until IS NULL OR lease_until < now())
+                 RETURNING destination, attempts, max_attempts
+             )
+             SELECT c.destination, c.attempts, c.max_attempts, e.source, e.payload,
+                    (SELECT h->>1 FROM jsonb_array_elements(e.headers) h
+                     WHERE h->>0 = 'content-type' LIMIT 1) AS content_type
+             FROM claimed c JOIN events e ON e.id = $1",
+        )
+        .bind(event_id)
+        .bind(lease.as_secs_f64())
+        .bind(token)
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some(ClaimedEvent {
+            event_id,
+            source: first.try_get("source")?,
+            payload: first.try_get("payload")?,
+            content_type: first.try_get("content_type")?,
+            lease_token: token,
+            deliveries: rows
+                .iter()
+                .map(|r| {
+                    Ok(Claimed {
+                        destination: r.try_get("destination")?,
+                        attempt: r.try_get("attempts")?,
+                        max_attempts: r.try_get("max_attempts")?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()?,
+        }))
+    }
+
+    /// Records the attempts of one claim and settles the event's status, in one transaction.
+    /// A delivery whose lease was lost meanwhile (this worker was too slow and another took
+    /// over) is left to its new owner. Returns how many dead letters were written.
+    pub async fn record(
+        &self,
+        event: &ClaimedEvent,
+        attempts: &[Attempt],
+    ) -> Result<u32, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut dead = 0;
+        for a in attempts {
+            let error = a.failure.as_ref().map(|(_, e)| e.as_str());
+            let status = a.status_code.map(i32::from);
+            let (state, reason, retry_in) = match a.next {
+                Next::Delivered => ("delivered", "delivered", None),
+                Next::RetryIn(delay) => ("pending", "retry scheduled", Some(delay.as_secs_f64())),
+                Next::DeadLetter => ("dead", "attempts exhausted", None),
+            };
+            let owned = sqlx::query(
+                "UPDATE deliveries
+                 SET state = $4, reason = $5, lease_until = NULL, lease_token = NULL,
+                     last_status = $6, last_error = $7,
+                     next_attempt_at = CASE WHEN $8::float8 IS NULL THEN next_attempt_at
+                                            ELSE now() + make_interval(secs => $8) END,
+                     delivered_at = CASE WHEN $4 = 'delivered' THEN now() END
+                 WHERE event_id = $1 AND destination = $2 AND lease_token = $3",
+            )
+            .bind(event.event_id)
+            .bind(&a.destination)
+            .bind(event.lease_token)
+            .bind(state)
+            .bind(if a.next == Next::DeadLetter {
+                error.unwrap_or(reason)
+            } else {
+                reason
+            })
+            .bind(status)
+            .bind(error)
+            .bind(retry_in)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if owned == 0 {
+                tracing::warn!(event = %event.event_id, destination = %a.destination, "lease lost before the outcome was recorded; the new owner decides");
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO delivery_attempts
+                     (event_id, destination, attempt, status_code, error, duration_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(event.event_id)
+            .bind(&a.destination)
+            .bind(a.attempt)
+            .bind(status)
+            .bind(error)
+            .bind(i32::try_from(a.duration.as_millis()).unwrap_or(i32::MAX))
+            .execute(&mut *tx)
+            .await?;
+            if let (Next::DeadLetter, Some((kind, _))) = (a.next, &a.failure) {
+                sqlx::query(
+                    "INSERT INTO dead_letters
+                         (id, event_id, source, destination, payload, attempts, last_error,
+                          last_status, failure_kind, first_attempt_at, last_attempt_at)
+                     SELECT $1, e.id, e.source, d.destination, e.payload, d.attempts,
+                            d.last_error, d.last_status, $4, d.first_attempt_at, d.last_attempt_at
+                     FROM deliveries d JOIN events e ON e.id = d.event_id
+                     WHERE d.event_id = $2 AND d.destination = $3",
+                )
+                .bind(Uuid::now_v7())
+                .bind(event.event_id)
+                .bind(&a.destination)
+                .bind(kind.as_str())
+                .execute(&mut *tx)
+                .await?;
+                dead += 1;
+            }
+        }
+        settle_event(&mut tx, event.event_id).await?;
+        tx.commit().await?;
+        Ok(dead)
+    }
+
+    /// Pending deliveries due at or before now, after `after` in (due time, event) order:
+    /// the scheduler walks them page by page so a long backlog is covered over a few rounds.
+    /// Leased deliveries count as due once the lease has run out (their worker went silent).
+    pub async fn due(&self, after: Option<&Due>, limit: i64) -> Result<Vec<Due>, StoreError> {
+        let (at, id) = match after {
+            Some(d) => (Some(d.next_attempt_at), Some(d.event_id)),
+            None => (None, None),
+        };
+        let rows = sqlx::query(
+            "SELECT d.event_id, e.source, d.next_attempt_at
+             FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE d.state = 'pending' AND d.next_attempt_at <= now()
+               AND (d.lease_until IS NULL OR d.lease_until < now())
+               AND ($1::timestamptz IS NULL OR (d.next_attempt_at, d.event_id) > ($1, $2))
+             ORDER BY d.next_attempt_at, d.event_id
+             LIMIT $3",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Due {
+                    event_id: r.try_get("event_id")?,
+                    source: r.try_get("source")?,
+                    next_attempt_at: r.try_get("next_attempt_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Dead letters not yet replayed, per source.
+    pub async fn dead_letter_depth(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT source, count(*) FROM dead_letters WHERE replayed_at IS NULL GROUP BY source",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+/// The event is delivered once every delivery is, dead-lettered once none is pending and one
+/// is dead, pending otherwise. The trigger audits the change.
+pub(super) async fn settle_event(
+    conn: &mut sqlx::PgConnection,
+    event_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE events e SET status = s.status
+         FROM (SELECT CASE WHEN bool_or(state = 'pending') THEN 'pending'
+                           WHEN bool_or(state = 'dead') THEN 'dead_lettered'
+                           ELSE 'delivered' END AS status
+               FROM deliveries WHERE event_id = $1) s
+         WHERE e.id = $1 AND s.status IS NOT NULL AND e.status <> s.status",
+    )
+    .bind(event_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

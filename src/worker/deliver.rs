@@ -1,0 +1,178 @@
+//! One attempt at one destination.
+
+use crate::config::{Destination, Target};
+use crate::queue::stream::Streams;
+use crate::store::deliveries::{ClaimedEvent, FailureKind};
+use axum::http::StatusCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How much of a refusing destination's answer is kept as the attempt's error text.
+const ERROR_BODY_LIMIT: usize = 256;
+
+/// What the destination did.
+#[derive(Debug)]
+pub struct Response {
+    pub status_code: Option<u16>,
+    pub failure: Option<(FailureKind, String)>,
+    /// From a 429 or 503 that said when to come back.
+    pub retry_after: Option<Duration>,
+    pub duration: Duration,
+}
+
+pub struct Deliverer {
+    http: reqwest::Client,
+    streams: Streams,
+}
+
+impl Deliverer {
+    pub fn new(streams: Streams) -> Self {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("an HTTP client without TLS always builds");
+        Self { http, streams }
+    }
+
+    /// The idempotency key a destination sees: the same for every attempt of this delivery.
+    pub fn message_id(event: &ClaimedEvent, destination: &str) -> String {
+        format!("{}_{destination}", event.event_id)
+    }
+
+    pub async fn deliver(
+        &self,
+        source: &str,
+        destination: &Destination,
+        event: &ClaimedEvent,
+        attempt: i32,
+    ) -> Response {
+        let started = Instant::now();
+        let id = Self::message_id(event, &destination.name);
+        let mut response = match &destination.target {
+            Target::Http { url, timeout } => {
+                self.post(url, *timeout, source, destination, event, &id, attempt)
+                    .await
+            }
+            Target::Stream { key } => self.publish(key, source, event, &id).await,
+        };
+        response.duration = started.elapsed();
+        response
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn post(
+        &self,
+        url: &str,
+        timeout: Duration,
+        source: &str,
+        destination: &Destination,
+        event: &ClaimedEvent,
+        id: &str,
+        attempt: i32,
+    ) -> Response {
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        let mut request = self
+            .http
+            .post(url)
+            .timeout(timeout)
+            .header(
+                "content-type",
+                event
+                    .content_type
+                    .as_deref()
+                    .unwrap_or("application/octet-stream"),
+            )
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp)
+            .header("hookgate-source", source)
+            .header("hookgate-attempt", attempt);
+        if let Some(key) = &destination.signing_key {
+            request = request.header("webhook-signature", key.sign(id, timestamp, &event.payload));
+        }
+        for (name, value) in &destination.headers {
+            request = request.header(name, value);
+        }
+        match request.body(event.payload.clone()).send().await {
+            Ok(response) if response.status().is_success() => Response {
+                status_code: Some(response.status().as_u16()),
+                failure: None,
+                retry_after: None,
+                duration: Duration::ZERO,
+            },
+            Ok(response) => {
+                let status = response.status();
+                let retry_after = match status {
+                    StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs),
+                    _ => None,
+                };
+                let body = response.bytes().await.unwrap_or_default();
+                let snippet = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_LIMIT)]);
+                Response {
+                    status_code: Some(status.as_u16()),
+                    failure: Some((FailureKind::Rejected, format!("HTTP {status}: {snippet}"))),
+                    retry_after,
+                    duration: Duration::ZERO,
+                }
+            }
+            Err(error) => {
+                let kind = if error.is_timeout() {
+                    FailureKind::Timeout
+                } else {
+                    FailureKind::Connection
+                };
+                Response {
+                    status_code: None,
+                    failure: Some((kind, error_chain(&error))),
+                    retry_after: None,
+                    duration: Duration::ZERO,
+                }
+            }
+        }
+    }
+
+    async fn publish(&self, key: &str, source: &str, event: &ClaimedEvent, id: &str) -> Response {
+        let event_id = event.event_id.to_string();
+        let content_type = event
+            .content_type
+            .as_deref()
+            .unwrap_or("application/octet-stream");
+        let fields: [(&str, &[u8]); 5] = [
+            ("webhook-id", id.as_bytes()),
+            ("event", event_id.as_bytes()),
+            ("source", source.as_bytes()),
+            ("content-type", content_type.as_bytes()),
+            ("payload", &event.payload),
+        ];
+        let failure = self
+            .streams
+            .publish(key, &fields)
+            .await
+            .err()
+            .map(|e| (FailureKind::Connection, e.to_string()));
+        Response {
+            status_code: None,
+            failure,
+            retry_after: None,
+            duration: Duration::ZERO,
+        }
+    }
+}
+
+/// reqwest's top-level message hides the cause ("error sending request"); operators need it.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

@@ -1,0 +1,277 @@
+//! The worker: reads the streams as one consumer of the shared group, delivers each event to
+//! its source's destinations, records the outcome in Postgres, and only then finishes the entry.
+
+pub mod backoff;
+mod deliver;
+mod reclaim;
+mod scheduler;
+
+pub use deliver::Deliverer;
+
+use crate::config::{Config, RetryPolicy};
+use crate::queue::reader::GroupReader;
+use crate::queue::stream::Streams;
+use crate::queue::{Entry, QueueError};
+use crate::store::Store;
+use crate::store::deliveries::{Attempt, Claimed, ClaimedEvent, FailureKind, Next};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A blocked read returns at least this often, so shutdown is noticed promptly.
+const READ_BLOCK: Duration = Duration::from_secs(1);
+/// Entries taken per read, at most.
+const READ_BATCH: usize = 64;
+
+pub struct Worker {
+    config: Arc<Config>,
+    store: Store,
+    streams: Streams,
+    deliverer: Deliverer,
+    /// This process's consumer name in the group.
+    consumer: String,
+    /// Bounds the deliveries in flight.
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    /// Cancelled when the shutdown deadline passes: unfinished work is dropped and handed back
+    /// (its entries stay pending and its leases run out, so another worker takes it over).
+    hand_back: CancellationToken,
+}
+
+impl Worker {
+    pub fn spawn(
+        config: Arc<Config>,
+        store: Store,
+        streams: Streams,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
+        let worker = Arc::new(Self {
+            consumer: format!(
+                "{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            permits: Arc::new(Semaphore::new(config.worker.concurrency)),
+            deliverer: Deliverer::new(streams.clone()),
+            config,
+            store,
+            streams,
+            tracker: TaskTracker::new(),
+            hand_back: CancellationToken::new(),
+        });
+        tokio::spawn(worker.run(shutdown))
+    }
+
+    async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let sources: Vec<String> = self.config.sources.iter().map(|s| s.name.clone()).collect();
+        let scheduler = tokio::spawn(scheduler::run(
+            self.store.clone(),
+            self.streams.clone(),
+            sources,
+            self.config.worker.schedule_interval,
+            shutdown.clone(),
+        ));
+        let reclaimer = tokio::spawn(reclaim::run(self.clone(), shutdown.clone()));
+        self.consume(&shutdown).await;
+
+        self.tracker.close();
+        let deadline = self.config.worker.shutdown_deadline;
+        if tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?deadline,
+                "deliveries still in flight at the shutdown deadline; handing them back"
+            );
+            self.hand_back.cancel();
+            self.tracker.wait().await;
+        }
+        let _ = tokio::join!(scheduler, reclaimer);
+        tracing::info!("worker stopped");
+    }
+
+    async fn consume(self: &Arc<Self>, shutdown: &CancellationToken) {
+        let mut reader: Option<GroupReader> = None;
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            let first = tokio::select! {
+                permit = self.permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+                () = shutdown.cancelled() => return,
+            };
+            let mut permits = vec![first];
+            while permits.len() < READ_BATCH {
+                match self.permits.clone().try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
+                }
+            }
+            let result = match reader.as_mut() {
+                Some(reader) => reader.read(permits.len(), READ_BLOCK).await,
+                None => match self.connect_reader().await {
+                    Ok(r) => {
+                        reader = Some(r);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            match result {
+                Ok(entries) => {
+                    backoff = Duration::from_millis(100);
+                    // A read returns no more entries than permits; unused permits drop here.
+                    for (entry, permit) in entries.into_iter().zip(permits) {
+                        self.spawn_process(entry, permit);
+                    }
+                }
+                Err(error) => {
+                    if error.is_nogroup() {
+                        // Redis lost its data: the scheduler re-enqueues what is owed.
+                        tracing::warn!("consumer group missing; recreating it");
+                        self.ensure_groups().await;
+                    } else {
+                        tracing::warn!(%error, ?backoff, "reading the streams failed; reconnecting");
+                        reader = None;
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            () = shutdown.cancelled() => return,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connect_reader(&self) -> Result<GroupReader, QueueError> {
+        self.ensure_groups().await;
+        let streams = self
+            .config
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), self.streams.events_key(&s.name)));
+        GroupReader::connect(&self.config.redis_url, &self.consumer, streams).await
+    }
+
+    async fn ensure_groups(&self) {
+        for source in &self.config.sources {
+            if let Err(error) = self.streams.ensure_group(&source.name).await {
+                tracing::warn!(%error, source = %source.name, "cannot create the consumer group");
+            }
+        }
+    }
+
+    fn spawn_process(self: &Arc<Self>, entry: Entry, permit: OwnedSemaphorePermit) {
+        let worker = self.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                () = worker.process(&entry) => {}
+                () = worker.hand_back.cancelled() => {}
+            }
+            drop(permit);
+        });
+    }
+
+    /// Any failure before the entry is finished leaves it pending: it is reclaimed after the
+    /// visibility timeout and tried again, so nothing is lost, at worst delivered twice.
+    async fn process(&self, entry: &Entry) {
+        if let Some(event_id) = entry.event {
+            let lease = self.config.worker.visibility_timeout;
+            match self.store.claim(event_id, lease).await {
+                Ok(Some(event)) => {
+                    let attempts = futures::future::join_all(
+                        event.deliveries.iter().map(|d| self.attempt(&event, d)),
+                    )
+                    .await;
+                    if let Err(error) = self.store.record(&event, &attempts).await {
+                        tracing::warn!(%error, event = %event_id, "cannot record the outcome; the entry will be reclaimed");
+                        return;
+                    }
+                }
+                // Nothing due: delivered already, not yet due, or another worker holds it.
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, event = %event_id, "cannot claim deliveries; the entry will be reclaimed");
+                    return;
+                }
+            }
+        }
+        // Entries without a readable event id (deleted while pending) carry nothing to do:
+        // whatever they stood for is still owed in Postgres, and the scheduler re-enqueues it.
+        if let Err(error) = self.streams.finish(entry).await {
+            tracing::warn!(%error, entry = %entry.id, "cannot acknowledge; the entry will be reclaimed");
+        }
+    }
+
+    async fn attempt(&self, event: &ClaimedEvent, claimed: &Claimed) -> Attempt {
+        let source = self.config.source(&event.source);
+        let destination = source.and_then(|s| s.destination(&claimed.destination));
+        let (Some(source), Some(destination)) = (source, destination) else {
+            // Configuration changed under the event: retrying cannot help.
+            return Attempt {
+                destination: claimed.destination.clone(),
+                attempt: claimed.attempt,
+                duration: Duration::ZERO,
+                status_code: None,
+                failure: Some((
+                    FailureKind::Pipeline,
+                    format!(
+                        "destination {}/{} is no longer configured",
+                        event.source, claimed.destination
+                    ),
+                )),
+                next: Next::DeadLetter,
+            };
+        };
+        let response = self
+            .deliverer
+            .deliver(&source.name, destination, event, claimed.attempt)
+            .await;
+        let next = next_step(&source.retry, claimed, &response);
+        let labels = [
+            ("source", source.name.clone()),
+            ("destination", destination.name.clone()),
+        ];
+        metrics::histogram!("hookgate_delivery_duration_seconds", &labels)
+            .record(response.duration.as_secs_f64());
+        let outcome = match next {
+            Next::Delivered => "delivered",
+            Next::RetryIn(_) => {
+                metrics::counter!("hookgate_retries_total", &labels).increment(1);
+                "retry"
+            }
+            Next::DeadLetter => {
+                metrics::counter!("hookgate_dead_letters_total", &labels).increment(1);
+                "dead_lettered"
+            }
+        };
+        metrics::counter!("hookgate_deliveries_total", "source" => source.name.clone(), "destination" => destination.name.clone(), "outcome" => outcome).increment(1);
+        if let Some((kind, error)) = &response.failure {
+            tracing::info!(event = %event.event_id, destination = %destination.name, attempt = claimed.attempt, kind = kind.as_str(), %error, ?next, "delivery failed");
+        }
+        Attempt {
+            destination: claimed.destination.clone(),
+            attempt: claimed.attempt,
+            duration: response.duration,
+            status_code: response.status_code,
+            failure: response.failure,
+            next,
+        }
+    }
+}
+
+fn next_step(policy: &RetryPolicy, claimed: &Claimed, response: &deliver::Response) -> Next {
+    if response.failure.is_none() {
+        return Next::Delivered;
+    }
+    if claimed.attempt >= claimed.max_attempts {
+        return Next::DeadLetter;
+    }
+    Next::RetryIn(match response.retry_after {
+        Some(after) => backoff::honour_retry_after(policy, after),
+        None => backoff::delay(policy, claimed.attempt as u32, rand::random()),
+    })
+}

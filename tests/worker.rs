@@ -1,0 +1,479 @@
+//! Delivery end to end: real Postgres, Redis, gateway and an HTTP sink run by the test.
+
+mod common;
+
+use base64::Engine as _;
+use common::sink::{Answer, Sink};
+use common::{Running, TestEnv, sign};
+use hookgate::app::{Gateway, Roles};
+use std::time::Duration;
+
+const SECRET: &str = "s3cret";
+/// Standard Webhooks secret the destination verifies hookgate's signature with.
+const DESTINATION_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Millisecond-scale schedule: 100 ms, 200 ms, 400 ms, ... so retries need no long sleeps.
+fn sources(destinations: &str, max_attempts: u32) -> String {
+    format!(
+        r#"
+        [worker]
+        concurrency = 8
+        visibility_timeout = "2s"
+        schedule_interval = "20ms"
+        shutdown_deadline = "2s"
+
+        [retry]
+        max_attempts = {max_attempts}
+        initial_delay = "100ms"
+        multiplier = 2.0
+        max_delay = "1s"
+        jitter = 0.0
+
+        [[sources]]
+        name = "github"
+        provider = "github"
+        secrets = ["{SECRET}"]
+        {destinations}
+        "#
+    )
+}
+
+fn http_destination(name: &str, sink: &Sink) -> String {
+    format!(
+        r#"
+        [[sources.destinations]]
+        name = "{name}"
+        url = "{}"
+        timeout = "1s"
+        secret = "{DESTINATION_SECRET}"
+        headers = {{ "X-Team" = "payments" }}
+        "#,
+        sink.url
+    )
+}
+
+async fn send(gw: &Running, delivery: &str, body: &[u8]) -> String {
+    let reply = gw
+        .post("github", &sign::github(SECRET, delivery, body), body)
+        .await;
+    assert_eq!(reply.json["status"], "accepted", "{reply:?}");
+    reply.json["id"].as_str().unwrap().to_string()
+}
+
+async fn wait_until(env: &TestEnv, sql: &'static str, expected: i64) {
+    let started = std::time::Instant::now();
+    loop {
+        let n = env.count(sql).await;
+        if n == expected {
+            return;
+        }
+        assert!(started.elapsed() < WAIT, "{sql}: {n}, expected {expected}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn verify_standard_signature(received: &common::sink::Received) {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(DESTINATION_SECRET.trim_start_matches("whsec_"))
+        .unwrap();
+    let signed = [
+        received.header("webhook-id").as_bytes(),
+        b".",
+        received.header("webhook-timestamp").as_bytes(),
+        b".",
+        &received.body,
+    ]
+    .concat();
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(sign::hmac_sha256(&key, &signed))
+    );
+    assert_eq!(received.header("webhook-signature"), expected);
+}
+
+#[tokio::test]
+async fn delivered_exactly_once_with_a_verifiable_signature() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    let gw = env
+        .start(&sources(&http_destination("billing", &sink), 3))
+        .await;
+    let body = br#"{"action":"opened"}"#;
+    let id = send(&gw, "d-1", body).await;
+
+    let received = sink.wait_for(1, WAIT).await;
+    let r = &received[0];
+    assert_eq!(&r.body[..], body);
+    verify_standard_signature(r);
+    assert_eq!(r.header("webhook-id"), format!("{id}_billing"));
+    assert_eq!(r.header("hookgate-source"), "github");
+    assert_eq!(r.header("hookgate-attempt"), "1");
+    assert_eq!(r.header("content-type"), "application/json");
+    assert_eq!(r.header("x-team"), "payments");
+
+    wait_until(
+        &env,
+        "SELECT count(*) FROM events WHERE status = 'delivered'",
+        1,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.received().len(), 1, "delivered once, not again");
+    assert_eq!(env.count("SELECT count(*) FROM delivery_attempts").await, 1);
+    assert_eq!(
+        env.count("SELECT count(*) FROM event_transitions WHERE from_state = 'pending' AND to_state = 'delivered'").await,
+        2,
+        "the delivery and the event each record their transition"
+    );
+    // Stream hygiene: processed entries are deleted, not left to grow the stream.
+    assert_eq!(env.stream_len("github").await, 0);
+}
+
+#[tokio::test]
+async fn failing_twice_then_succeeding_takes_three_attempts_on_the_schedule() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    sink.script(&[Answer::status(500), Answer::status(502)]);
+    let gw = env
+        .start(&sources(&http_destination("billing", &sink), 5))
+        .await;
+    send(&gw, "d-retry", b"{}").await;
+
+    let received = sink.wait_for(3, WAIT).await;
+    let attempts: Vec<&str> = received
+        .iter()
+        .map(|r| r.header("hookgate-attempt"))
+        .collect();
+    assert_eq!(attempts, ["1", "2", "3"]);
+    let ids: Vec<&str> = received.iter().map(|r| r.header("webhook-id")).collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "the idempotency key is stable: {ids:?}"
+    );
+    // Backoff 100 ms then 200 ms (jitter 0): the waits are at least that long.
+    let first_gap = received[1].at - received[0].at;
+    let second_gap = received[2].at - received[1].at;
+    assert!(first_gap >= Duration::from_millis(100), "{first_gap:?}");
+    assert!(second_gap >= Duration::from_millis(200), "{second_gap:?}");
+
+    wait_until(
+        &env,
+        "SELECT count(*) FROM events WHERE status = 'delivered'",
+        1,
+    )
+    .await;
+    let recorded: Vec<(i32, Option<i32>)> =
+        sqlx::query_as("SELECT attempt, status_code FROM delivery_attempts ORDER BY attempt")
+            .fetch_all(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        recorded,
+        vec![(1, Some(500)), (2, Some(502)), (3, Some(200))]
+    );
+}
+
+#[tokio::test]
+async fn retry_after_from_the_destination_is_honoured() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    sink.script(&[Answer {
+        status: 503,
+        retry_after: Some(1),
+        delay: Duration::ZERO,
+    }]);
+    let gw = env
+        .start(&sources(&http_destination("billing", &sink), 5))
+        .await;
+    send(&gw, "d-429", b"{}").await;
+    let received = sink.wait_for(2, WAIT).await;
+    let gap = received[1].at - received[0].at;
+    assert!(
+        gap >= Duration::from_secs(1),
+        "waited {gap:?}, not the 1 s asked for"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_destination_does_not_repeat_a_healthy_one() {
+    let env = TestEnv::new().await;
+    let healthy = Sink::start().await;
+    let broken = Sink::start().await;
+    broken.set_default(Answer::status(500));
+    let destinations = format!(
+        "{}{}",
+        http_destination("healthy", &healthy),
+        http_destination("broken", &broken)
+    );
+    let gw = env.start(&sources(&destinations, 3)).await;
+    send(&gw, "d-two", b"{}").await;
+
+    broken.wait_for(3, WAIT).await;
+    wait_until(&env, "SELECT count(*) FROM dead_letters", 1).await;
+    wait_until(
+        &env,
+        "SELECT count(*) FROM events WHERE status = 'dead_lettered'",
+        1,
+    )
+    .await;
+    assert_eq!(
+        healthy.received().len(),
+        1,
+        "the healthy destination got the event once"
+    );
+    let (destination, kind, status, error): (String, String, Option<i32>, Option<String>) =
+        sqlx::query_as(
+            "SELECT destination, failure_kind, last_status, last_error FROM dead_letters",
+        )
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        (destination.as_str(), kind.as_str(), status),
+        ("broken", "rejected", Some(500))
+    );
+    assert!(error.unwrap().contains("sink says so"));
+}
+
+#[tokio::test]
+async fn an_unreachable_destination_is_dead_lettered_as_a_connection_failure() {
+    let env = TestEnv::new().await;
+    // Nothing listens on a port just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let destinations = format!(
+        r#"
+        [[sources.destinations]]
+        name = "gone"
+        url = "http://127.0.0.1:{port}/"
+        timeout = "500ms"
+        "#
+    );
+    let gw = env.start(&sources(&destinations, 2)).await;
+    send(&gw, "d-gone", b"{}").await;
+    wait_until(
+        &env,
+        "SELECT count(*) FROM dead_letters WHERE failure_kind = 'connection'",
+        1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_stream_destination_receives_the_payload() {
+    let env = TestEnv::new().await;
+    let key = format!("{}:audit", env.prefix);
+    let destinations = format!(
+        r#"
+        [[sources.destinations]]
+        name = "audit"
+        stream = "{key}"
+        "#
+    );
+    let gw = env.start(&sources(&destinations, 3)).await;
+    let id = send(&gw, "d-stream", br#"{"x":1}"#).await;
+    wait_until(
+        &env,
+        "SELECT count(*) FROM events WHERE status = 'delivered'",
+        1,
+    )
+    .await;
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&key)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut env.redis.clone())
+        .await
+        .unwrap();
+    assert_eq!(entries.ids.len(), 1);
+    let entry = &entries.ids[0];
+    assert_eq!(entry.get::<String>("event").unwrap(), id);
+    assert_eq!(entry.get::<Vec<u8>>("payload").unwrap(), br#"{"x":1}"#);
+    assert_eq!(
+        entry.get::<String>("webhook-id").unwrap(),
+        format!("{id}_audit")
+    );
+}
+
+/// Redis loses everything (restart without persistence, flush): the stream, the group and the
+/// queued set of this test's prefix are deleted. Events acknowledged before are still delivered,
+/// and a worker that was reading recreates its group without a restart.
+#[tokio::test]
+async fn after_redis_loses_its_data_every_acknowledged_event_is_delivered() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    let config = sources(&http_destination("billing", &sink), 3);
+    let receiver = Running::start_with_roles(env.config(&config), Roles::RECEIVER).await;
+    for i in 0..20 {
+        send(&receiver, &format!("before-{i}"), b"{}").await;
+    }
+    assert_eq!(env.stream_len("github").await, 20);
+    forget_redis_keys(&env).await;
+
+    let worker = Gateway::start(env.config(&config), Roles::WORKER)
+        .await
+        .unwrap();
+    sink.wait_for(20, WAIT).await;
+    wait_until(
+        &env,
+        "SELECT count(*) FROM events WHERE status = 'delivered'",
+        20,
+    )
+    .await;
+
+    // Again while the worker is running and blocked in XREADGROUP: NOGROUP, then recovery.
+    forget_redis_keys(&env).await;
+    for i in 0..5 {
+        send(&receiver, &format!("after-{i}"), b"{}").await;
+    }
+    forget_redis_keys(&env).await;
+    sink.wait_for(25, WAIT).await;
+    wait_until(
+        &env,
+        "SELECT count(*) FROM events WHERE status = 'delivered'",
+        25,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ids: Vec<String> = sink
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id").to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 25, "each event delivered once");
+    assert_eq!(sink.received().len(), 25);
+    worker.shutdown_token().cancel();
+    worker.wait().await.unwrap();
+}
+
+async fn forget_redis_keys(env: &TestEnv) {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", env.prefix))
+        .query_async(&mut env.redis.clone())
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut env.redis.clone())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn many_events_through_several_workers_are_each_delivered_once() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    let config = sources(&http_destination("billing", &sink), 3);
+    let receiver = Running::start_with_roles(env.config(&config), Roles::RECEIVER).await;
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        workers.push(
+            Gateway::start(env.config(&config), Roles::WORKER)
+                .await
+                .unwrap(),
+        );
+    }
+    let sends = (0..300).map(|i| {
+        let receiver = &receiver;
+        async move {
+            send(
+                receiver,
+                &format!("many-{i}"),
+                format!("{{\"n\":{i}}}").as_bytes(),
+            )
+            .await
+        }
+    });
+    futures::future::join_all(sends).await;
+    sink.wait_for(300, Duration::from_secs(30)).await;
+    wait_until(
+        &env,
+        "SELECT count(*) FROM events WHERE status = 'delivered'",
+        300,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let received = sink.received();
+    let mut ids: Vec<&str> = received.iter().map(|r| r.header("webhook-id")).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 300);
+    assert_eq!(received.len(), 300, "no event delivered twice");
+    for worker in workers {
+        worker.shutdown_token().cancel();
+        worker.wait().await.unwrap();
+    }
+}
+
+/// A `hookgate work` process is killed (SIGKILL) while its delivery is in flight. Its stream
+/// entry stays pending and the event stays marked queued, so only a reclaim can recover it:
+/// another worker takes it over after the visibility timeout and delivers.
+#[tokio::test]
+async fn a_worker_killed_mid_delivery_is_taken_over_and_nothing_is_lost() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    sink.script(&[Answer {
+        status: 200,
+        retry_after: None,
+        delay: Duration::from_secs(30),
+    }]);
+    let config = format!(
+        r#"
+        [worker]
+        visibility_timeout = "1500ms"
+        schedule_interval = "20ms"
+
+        [[sources]]
+        name = "github"
+        provider = "github"
+        secrets = ["{SECRET}"]
+          [[sources.destinations]]
+          name = "billing"
+          url = "{}"
+          timeout = "1s"
+        "#,
+        sink.url
+    );
+    let receiver = Running::start_with_roles(env.config(&config), Roles::RECEIVER).await;
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, env.config_text(&config).as_bytes()).unwrap();
+    let mut doomed = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .arg("--config")
+        .arg(file.path())
+        .arg("work")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    send(&receiver, "d-crash", b"{}").await;
+    sink.wait_for(1, WAIT).await;
+    doomed.kill().unwrap(); // SIGKILL, mid-delivery
+    doomed.wait().unwrap();
+
+    let rescuer = Gateway::start(env.config(&config), Roles::WORKER)
+        .await
+        .unwrap();
+    sink.wait_for(2, WAIT).await;
+    wait_until(
+        &env,
+        "SELECT count(*) FROM events WHERE status = 'delivered'",
+        1,
+    )
+    .await;
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM deliveries")
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 2, "the killed attempt counts against the budget");
+    assert_eq!(env.stream_len("github").await, 0);
+    rescuer.shutdown_token().cancel();
+    rescuer.wait().await.unwrap();
+}
