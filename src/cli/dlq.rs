@@ -1,10 +1,629 @@
+//! Dead letters: listing, inspecting, replaying and purging them.
 //! `hookgate dlq list|show|replay|purge`.
 
 use crate::config::Config;
+use crate::queue::stream::Streams;
+use crate::store::Store;
+use crate::store::dead_letters::{BATCH, DeadLetter, DeadLetterFilter, DeadLetterSummary};
+use anyhow::Context;
+use base64::Engine;
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::{Args, Subcommand};
+use std::collections::HashMap;
+use uuid::Uuid;
 
-#[derive(Debug, clap::Subcommand)]
-pub enum DlqCommand {}
+/// A `--json` answer to a bulk replay or purge lists at most this many ids.
+const MAX_LISTED_IDS: usize = 1000;
+/// `last error` column width in `list`.
+const ERROR_WIDTH: usize = 60;
 
-pub async fn run(_config: &Config, command: DlqCommand) -> anyhow::Result<()> {
-    match command {}
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Dead letters, newest first (only those not yet replayed, unless --include-replayed).
+    List {
+        #[command(flatten)]
+        filters: Filters,
+        /// Also dead letters already replayed.
+        #[arg(long)]
+        include_replayed: bool,
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything about one dead letter, with its event and payload.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give dead letters' deliveries a fresh attempt budget and queue their events again.
+    Replay {
+        /// Dead letter ids.
+        #[arg(required_unless_present = "all", conflicts_with_all = ["all", "Filters"])]
+        ids: Vec<String>,
+        /// Every dead letter not yet replayed that matches the filters (all of them without one).
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filters: Filters,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete dead letters (their deliveries stay dead).
+    Purge {
+        /// Dead letter ids.
+        #[arg(required_unless_present = "all", conflicts_with_all = ["all", "Filters", "include_replayed"])]
+        ids: Vec<String>,
+        /// Every dead letter not yet replayed that matches the filters.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filters: Filters,
+        /// With --all: also dead letters already replayed.
+        #[arg(long)]
+        include_replayed: bool,
+        /// Confirm `--all` without any filter: every dead letter is deleted.
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which dead letters: all filters must match.
+#[derive(Debug, Args)]
+pub struct Filters {
+    #[arg(long)]
+    source: Option<String>,
+    #[arg(long)]
+    destination: Option<String>,
+    /// Created at or after: an RFC 3339 time (2026-11-23T10:00:00Z) or an age (24h, 30m).
+    #[arg(long)]
+    since: Option<String>,
+    /// Created before: an RFC 3339 time or an age.
+    #[arg(long)]
+    until: Option<String>,
+}
+
+/// Operator mistakes, reported as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    #[error(
+        "{flag} {value:?} is neither an RFC 3339 time like 2026-11-23T10:00:00Z nor an age like 24h or 30m"
+    )]
+    BadTime { flag: &'static str, value: String },
+    #[error("--since {since} is after --until {until}: nothing can match")]
+    EmptyWindow { since: String, until: String },
+    #[error("{0:?} is not a dead letter id (a UUID)")]
+    BadId(String),
+    #[error(
+        "purge --all without a filter deletes every dead letter: add --yes to confirm, \
+         or narrow it with --source, --destination, --since or --until"
+    )]
+    PurgeEverythingUnconfirmed,
+}
+
+pub async fn run(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let store = Store::connect_lazy(&config.database_url, 2)?;
+    // What the operator typed is checked before the database is touched.
+    let connect = || async { store.migrate().await.context("migrating the database") };
+    match command {
+        DlqCommand::List {
+            filters,
+            include_replayed,
+            limit,
+            json,
+        } => {
+            let filter = filters.resolve(include_replayed, now)?;
+            connect().await?;
+            list(&store, &filter, limit, json).await
+        }
+        DlqCommand::Show { id, json } => {
+            let id = parse_id(&id)?;
+            connect().await?;
+            show(&store, id, json).await
+        }
+        DlqCommand::Replay {
+            ids,
+            all,
+            filters,
+            json,
+        } => {
+            let target = if all {
+                Target::Matching(filters.resolve(false, now)?)
+            } else {
+                Target::Ids(parse_ids(&ids)?)
+            };
+            connect().await?;
+            replay(config, &store, target, json).await
+        }
+        DlqCommand::Purge {
+            ids,
+            all,
+            filters,
+            include_replayed,
+            yes,
+            json,
+        } => {
+            let target = if all {
+                let filter = filters.resolve(include_replayed, now)?;
+                if filter.is_unfiltered() && !yes {
+                    return Err(DlqError::PurgeEverythingUnconfirmed.into());
+                }
+                Target::Matching(filter)
+            } else {
+                Target::Ids(parse_ids(&ids)?)
+            };
+            connect().await?;
+            purge(&store, target, json).await
+        }
+    }
+}
+
+enum Target {
+    Ids(Vec<Uuid>),
+    Matching(DeadLetterFilter),
+}
+
+impl Filters {
+    fn resolve(
+        self,
+        include_replayed: bool,
+        now: DateTime<Utc>,
+    ) -> Result<DeadLetterFilter, DlqError> {
+        let since = self
+            .since
+            .as_deref()
+            .map(|v| parse_time("--since", v, now))
+            .transpose()?;
+        let until = self
+            .until
+            .as_deref()
+            .map(|v| parse_time("--until", v, now))
+            .transpose()?;
+        if let (Some(since), Some(until)) = (since, until)
+            && since > until
+        {
+            return Err(DlqError::EmptyWindow {
+                since: rfc3339(since),
+                until: rfc3339(until),
+            });
+        }
+        Ok(DeadLetterFilter {
+            source: self.source,
+            destination: self.destination,
+            since,
+            until,
+            include_replayed,
+        })
+    }
+}
+
+/// An RFC 3339 time, or an age (`24h`) meaning that long before `now`.
+fn parse_time(
+    flag: &'static str,
+    value: &str,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, DlqError> {
+    let bad = || DlqError::BadTime {
+        flag,
+        value: value.to_string(),
+    };
+    if let Ok(time) = DateTime::parse_from_rfc3339(value) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    let age = humantime::parse_duration(value).map_err(|_| bad())?;
+    let age = chrono::Duration::from_std(age).map_err(|_| bad())?;
+    now.checked_sub_signed(age).ok_or_else(bad)
+}
+
+fn parse_id(text: &str) -> Result<Uuid, DlqError> {
+    Uuid::parse_str(text).map_err(|_| DlqError::BadId(text.to_string()))
+}
+
+/// Parsed, without duplicates, in the order given.
+fn parse_ids(texts: &[String]) -> Result<Vec<Uuid>, DlqError> {
+    let mut ids = Vec::with_capacity(texts.len());
+    for text in texts {
+        let id = parse_id(text)?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn list(
+    store: &Store,
+    filter: &DeadLetterFilter,
+    limit: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    // One more than asked tells whether there are others.
+    let mut rows = store.list_dead_letters(filter, limit + 1).await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    if json {
+        return print_json(&rows);
+    }
+    print!("{}", table(&rows, filter.include_replayed));
+    println!("{} dead letter(s)", rows.len());
+    if more {
+        eprintln!("(more match: narrow with --since/--until or raise --limit, at most 1000)");
+    }
+    Ok(())
+}
+
+/// Aligned columns, a header, one line per dead letter; empty for no rows. With `replayed`,
+/// a column says when each was replayed.
+fn table(rows: &[DeadLetterSummary], replayed: bool) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut header = vec!["ID", "CREATED", "SOURCE", "DESTINATION", "ATTEMPTS", "KIND"];
+    if replayed {
+        header.push("REPLAYED");
+    }
+    header.extend(["LAST STATUS", "LAST ERROR"]);
+    let mut lines = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+    for row in rows {
+        let mut line = vec![
+            row.id.to_string(),
+            rfc3339(row.created_at),
+            row.source.clone(),
+            row.destination.clone(),
+            row.attempts.to_string(),
+            row.failure_kind.clone(),
+        ];
+        if replayed {
+            line.push(row.replayed_at.map_or("-".to_string(), rfc3339));
+        }
+        line.push(row.last_status.map_or("-".to_string(), |s| s.to_string()));
+        line.push(
+            row.last_error
+                .as_deref()
+                .map_or("-".to_string(), |e| one_line(e, ERROR_WIDTH)),
+        );
+        lines.push(line);
+    }
+    let mut widths = vec![0; lines[0].len()];
+    for line in &lines {
+        for (width, cell) in widths.iter_mut().zip(line) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for line in &lines {
+        let (last, cells) = line.split_last().expect("every line has cells");
+        for (cell, width) in cells.iter().zip(&widths) {
+            out.push_str(cell);
+            let pad = width - cell.chars().count() + 2;
+            out.extend(std::iter::repeat_n(' ', pad));
+        }
+        out.push_str(last);
+        out.push('\n');
+    }
+    out
+}
+
+/// `text` on one line (control characters as spaces), cut to `max` characters with an ellipsis.
+fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let mut cut: String = flat.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
+async fn show(store: &Store, id: Uuid, json: bool) -> anyhow::Result<()> {
+    let letter = store.dead_letter(id).await?;
+    if json {
+        return print_json(&ShowJson::from(&letter));
+    }
+    print!("{}", describe(&letter));
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct ShowJson<'a> {
+    #[serde(flatten)]
+    summary: &'a DeadLetterSummary,
+    external_id: &'a str,
+    received_at: DateTime<Utc>,
+    event_status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<String>,
+}
+
+impl<'a> From<&'a DeadLetter> for ShowJson<'a> {
+    fn from(letter: &'a DeadLetter) -> Self {
+        let text = std::str::from_utf8(&letter.payload).ok();
+        Self {
+            summary: &letter.summary,
+            external_id: &letter.external_id,
+            received_at: letter.received_at,
+            event_status: &letter.event_status,
+            payload: text,
+            payload_base64: text
+                .is_none()
+                .then(|| base64::engine::general_purpose::STANDARD.encode(&letter.payload)),
+        }
+    }
+}
+
+fn describe(letter: &DeadLetter) -> String {
+    let s = &letter.summary;
+    let time = |t: Option<DateTime<Utc>>| t.map_or("-".to_string(), rfc3339);
+    let fields = [
+        ("id", s.id.to_string()),
+        ("event", s.event_id.to_string()),
+        ("external id", letter.external_id.clone()),
+        ("received", rfc3339(letter.received_at)),
+        ("event status", letter.event_status.clone()),
+        ("source", s.source.clone()),
+        ("destination", s.destination.clone()),
+        ("attempts", s.attempts.to_string()),
+        ("failure kind", s.failure_kind.clone()),
+        (
+            "last status",
+            s.last_status.map_or("-".to_string(), |v| v.to_string()),
+        ),
+        (
+            "last error",
+            s.last_error.clone().unwrap_or("-".to_string()),
+        ),
+        ("first attempt", time(s.first_attempt_at)),
+        ("last attempt", time(s.last_attempt_at)),
+        ("created", rfc3339(s.created_at)),
+        (
+            "replayed",
+            s.replayed_at.map_or("not yet".to_string(), rfc3339),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, value) in fields {
+        out.push_str(&format!("{:<15}{value}\n", format!("{name}:")));
+    }
+    let size = letter.payload.len();
+    match std::str::from_utf8(&letter.payload) {
+        Ok(text) => {
+            out.push_str(&format!("payload ({size} bytes):\n{text}"));
+            if !text.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        Err(_) => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&letter.payload);
+            out.push_str(&format!(
+                "payload ({size} bytes, not UTF-8, shown as base64):\n{encoded}\n"
+            ));
+        }
+    }
+    out
+}
+
+/// Collects the ids a bulk operation handled, keeping the first [`MAX_LISTED_IDS`].
+#[derive(Default)]
+struct Tally {
+    count: usize,
+    ids: Vec<Uuid>,
+}
+
+impl Tally {
+    fn add(&mut self, ids: &[Uuid]) {
+        self.count += ids.len();
+        let room = MAX_LISTED_IDS.saturating_sub(self.ids.len());
+        self.ids.extend(ids.iter().take(room));
+    }
+
+    /// `{"<verb>": count, "ids": [...], "ids_omitted": n}`: the `--json` answer.
+    fn print_json(self, verb: &'static str) -> anyhow::Result<()> {
+        #[derive(serde::Serialize)]
+        struct Answer {
+            #[serde(flatten)]
+            count: HashMap<&'static str, usize>,
+            ids: Vec<Uuid>,
+            /// Ids left out of `ids`, beyond the first 1000.
+            ids_omitted: usize,
+        }
+        print_json(&Answer {
+            count: HashMap::from([(verb, self.count)]),
+            ids_omitted: self.count - self.ids.len(),
+            ids: self.ids,
+        })
+    }
+}
+
+/// Puts replayed events back on their streams. Redis is a convenience here: the scheduler
+/// enqueues every due pending delivery anyway, so after one failure the rest is left to it.
+struct Enqueuer {
+    streams: Option<Streams>,
+    failed: usize,
+    error: Option<String>,
+}
+
+impl Enqueuer {
+    fn new(config: &Config) -> Self {
+        match Streams::new(&config.redis_url, &config.stream_prefix) {
+            Ok(streams) => Self {
+                streams: Some(streams),
+                failed: 0,
+                error: None,
+            },
+            Err(error) => Self {
+                streams: None,
+                failed: 0,
+                error: Some(error.to_string()),
+            },
+        }
+    }
+
+    async fn enqueue(&mut self, events_by_source: &HashMap<String, Vec<Uuid>>) {
+        for (source, events) in events_by_source {
+            let Some(streams) = &self.streams else {
+                self.failed += events.len();
+                continue;
+            };
+            if let Err(error) = streams.enqueue_many(source, events).await {
+                self.failed += events.len();
+                self.error = Some(error.to_string());
+                self.streams = None;
+            }
+        }
+    }
+
+    fn warn(&self) {
+        if self.failed > 0 {
+            eprintln!(
+                "warning: {} replayed event(s) could not be queued on Redis ({}); \
+                 the scheduler will enqueue them, as it does every due pending delivery",
+                self.failed,
+                self.error.as_deref().unwrap_or("unknown error"),
+            );
+        }
+    }
+}
+
+async fn replay(config: &Config, store: &Store, target: Target, json: bool) -> anyhow::Result<()> {
+    let budgets: HashMap<String, u32> = config
+        .sources
+        .iter()
+        .map(|s| (s.name.clone(), s.retry.max_attempts))
+        .collect();
+    let mut enqueuer = Enqueuer::new(config);
+    let mut tally = Tally::default();
+    let mut without_dead_delivery = 0;
+    let mut skipped = 0;
+    match target {
+        Target::Ids(ids) => {
+            store.check_dead_letters(&ids, true).await?;
+            for chunk in ids.chunks(BATCH) {
+                let batch = store.replay_dead_letters(chunk, &budgets).await?;
+                skipped += chunk.len() - batch.replayed.len();
+                without_dead_delivery += batch.without_dead_delivery;
+                tally.add(&batch.replayed);
+                enqueuer.enqueue(&batch.events_by_source).await;
+            }
+        }
+        Target::Matching(filter) => {
+            if filter.is_unfiltered() {
+                eprintln!("no filter given: replaying every dead letter not yet replayed");
+            }
+            let mut after = None;
+            loop {
+                let batch = store
+                    .replay_dead_letters_matching(&filter, after, &budgets)
+                    .await?;
+                without_dead_delivery += batch.without_dead_delivery;
+                tally.add(&batch.replayed);
+                enqueuer.enqueue(&batch.events_by_source).await;
+                match batch.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+        }
+    }
+    enqueuer.warn();
+    if skipped > 0 {
+        eprintln!("note: {skipped} dead letter(s) were replayed meanwhile by someone else");
+    }
+    if without_dead_delivery > 0 {
+        eprintln!(
+            "note: {without_dead_delivery} dead letter(s) had no dead delivery left to revive \
+             (it was already pending or delivered); they are marked replayed"
+        );
+    }
+    if json {
+        return tally.print_json("replayed");
+    }
+    println!("replayed {} dead letter(s)", tally.count);
+    Ok(())
+}
+
+async fn purge(store: &Store, target: Target, json: bool) -> anyhow::Result<()> {
+    let mut tally = Tally::default();
+    match target {
+        Target::Ids(ids) => {
+            store.check_dead_letters(&ids, false).await?;
+            for chunk in ids.chunks(BATCH) {
+                tally.add(&store.purge_dead_letters(chunk).await?);
+            }
+        }
+        Target::Matching(filter) => {
+            let mut after = None;
+            loop {
+                let batch = store.purge_dead_letters_matching(&filter, after).await?;
+                tally.add(&batch.purged);
+                match batch.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+        }
+    }
+    if json {
+        return tally.print_json("purged");
+    }
+    println!("purged {} dead letter(s)", tally.count);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-23T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_ages_before_now() {
+        assert_eq!(
+            parse_time("--since", "2026-11-23T10:00:00Z", now()).unwrap(),
+            "2026-11-23T10:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            parse_time("--since", "2026-11-23T11:00:00+01:00", now()).unwrap(),
+            "2026-11-23T10:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            parse_time("--since", "90m", now()).unwrap(),
+            "2026-11-23T10:30:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        let error = parse_time("--until", "yesterday", now()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("--until \"yesterday\" is neither")
+        );
+    }
+
+    #[test]
+    fn long_errors_are_cut_on_one_line() {
+        assert_eq!(one_line("short\nerror", 60), "short error");
+        let cut = one_line(&"é".repeat(100), 60);
+        assert_eq!(cut.chars().count(), 60);
+        assert!(cut.ends_with('…'));
+    }
 }

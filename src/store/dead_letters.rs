@@ -1,1 +1,392 @@
-//! Dead letters: listing, inspecting, replaying and purging them.
+//! Dead letters: deliveries that used up their attempts, kept for operators to inspect, replay
+//! or purge.
+//!
+//! Bulk operations walk the table in keyset order, one short transaction per batch, so a
+//! replay of 100,000 dead letters neither holds them in memory nor locks them all at once.
+//! Rows are taken with `FOR UPDATE SKIP LOCKED`: two operators replaying overlapping
+//! selections split the work instead of replaying a dead letter twice or waiting on each other.
+
+use super::{Store, StoreError};
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::{Postgres, QueryBuilder};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Rows per transaction for bulk replays and purges.
+pub const BATCH: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error("no dead letter {0}")]
+    NotFound(Uuid),
+    #[error(
+        "dead letter {id} was already replayed at {}",
+        .at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    )]
+    AlreadyReplayed { id: Uuid, at: DateTime<Utc> },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for DeadLetterError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Store(StoreError::Db(error))
+    }
+}
+
+/// Which dead letters a list or a bulk operation applies to. `since` is inclusive, `until`
+/// exclusive, both on `created_at`.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterFilter {
+    pub source: Option<String>,
+    pub destination: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Also dead letters already replayed (never for replays).
+    pub include_replayed: bool,
+}
+
+impl DeadLetterFilter {
+    /// Whether anything narrows the selection beyond "all open dead letters".
+    pub fn is_unfiltered(&self) -> bool {
+        self.source.is_none()
+            && self.destination.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+    }
+
+    /// Appends ` AND ...` conditions on the `dead_letters` columns; values are bound.
+    fn push_conditions(&self, query: &mut QueryBuilder<Postgres>) {
+        if !self.include_replayed {
+            query.push(" AND replayed_at IS NULL");
+        }
+        if let Some(source) = &self.source {
+            query.push(" AND source = ").push_bind(source.clone());
+        }
+        if let Some(destination) = &self.destination {
+            query
+                .push(" AND destination = ")
+                .push_bind(destination.clone());
+        }
+        if let Some(since) = self.since {
+            query.push(" AND created_at >= ").push_bind(since);
+        }
+        if let Some(until) = self.until {
+            query.push(" AND created_at < ").push_bind(until);
+        }
+    }
+}
+
+/// One line of a listing.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct DeadLetterSummary {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub source: String,
+    pub destination: String,
+    pub attempts: i32,
+    pub failure_kind: String,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub replayed_at: Option<DateTime<Utc>>,
+}
+
+/// Everything about one dead letter, with its event.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeadLetter {
+    #[sqlx(flatten)]
+    pub summary: DeadLetterSummary,
+    pub payload: Vec<u8>,
+    pub external_id: String,
+    pub received_at: DateTime<Utc>,
+    pub event_status: String,
+}
+
+const SUMMARY_COLUMNS: &str = "id, event_id, source, destination, attempts, failure_kind, \
+     last_status, last_error, first_attempt_at, last_attempt_at, created_at, replayed_at";
+
+/// Where a bulk operation resumes: the last `(created_at, id)` it handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    created_at: DateTime<Utc>,
+    id: Uuid,
+}
+
+/// What one replay batch did.
+#[derive(Debug, Default)]
+pub struct ReplayBatch {
+    /// Dead letters marked replayed, in `(created_at, id)` order.
+    pub replayed: Vec<Uuid>,
+    /// Events with a delivery moved back to pending, by source: what to put on the streams.
+    pub events_by_source: HashMap<String, Vec<Uuid>>,
+    /// Dead letters whose delivery was no longer dead (already replayed another way), so
+    /// nothing was revived for them.
+    pub without_dead_delivery: usize,
+    /// Where the next batch of a bulk replay starts; `None` when this batch was the last.
+    pub next: Option<Cursor>,
+}
+
+/// What one purge batch did.
+#[derive(Debug, Default)]
+pub struct PurgeBatch {
+    pub purged: Vec<Uuid>,
+    pub next: Option<Cursor>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Picked {
+    id: Uuid,
+    event_id: Uuid,
+    source: String,
+    destination: String,
+    created_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Newest first, at most `limit`.
+    pub async fn list_dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+        limit: u32,
+    ) -> Result<Vec<DeadLetterSummary>, StoreError> {
+        let mut query = QueryBuilder::new(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM dead_letters WHERE TRUE"
+        ));
+        filter.push_conditions(&mut query);
+        query
+            .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        Ok(query
+            .build_query_as::<DeadLetterSummary>()
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    pub async fn dead_letter(&self, id: Uuid) -> Result<DeadLetter, DeadLetterError> {
+        let row: Option<DeadLetter> = sqlx::query_as(
+            "SELECT d.id, d.event_id, d.source, d.destination, d.attempts, d.failure_kind,
+                    d.last_status, d.last_error, d.first_attempt_at, d.last_attempt_at,
+                    d.created_at, d.replayed_at, d.payload,
+                    e.external_id, e.received_at, e.status AS event_status
+             FROM dead_letters d JOIN events e ON e.id = d.event_id
+             WHERE d.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.ok_or(DeadLetterError::NotFound(id))
+    }
+
+    /// Fails on the first of `ids` that does not exist or, with `open`, was already replayed.
+    /// Run before acting on explicit ids, so that a typo changes nothing.
+    pub async fn check_dead_letters(
+        &self,
+        ids: &[Uuid],
+        open: bool,
+    ) -> Result<(), DeadLetterError> {
+        let rows: Vec<(Uuid, Option<DateTime<Utc>>)> =
+            sqlx::query_as("SELECT id, replayed_at FROM dead_letters WHERE id = ANY($1)")
+                .bind(ids)
+                .fetch_all(self.pool())
+                .await?;
+        let found: HashMap<Uuid, Option<DateTime<Utc>>> = rows.into_iter().collect();
+        for id in ids {
+            match found.get(id) {
+                None => return Err(DeadLetterError::NotFound(*id)),
+                Some(Some(at)) if open => {
+                    return Err(DeadLetterError::AlreadyReplayed { id: *id, at: *at });
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Replays those of `ids` (at most [`BATCH`]) still open and not locked by another replay.
+    /// `budgets` maps a source to its configured `retry.max_attempts`.
+    pub async fn replay_dead_letters(
+        &self,
+        ids: &[Uuid],
+        budgets: &HashMap<String, u32>,
+    ) -> Result<ReplayBatch, StoreError> {
+        let mut query = QueryBuilder::new(
+            "SELECT id, event_id, source, destination, created_at FROM dead_letters
+             WHERE replayed_at IS NULL AND id = ANY(",
+        );
+        query
+            .push_bind(ids.to_vec())
+            .push(") ORDER BY created_at, id FOR UPDATE SKIP LOCKED");
+        self.replay_batch(query, budgets, usize::MAX).await
+    }
+
+    /// Replays the next [`BATCH`] open dead letters matching `filter` after `after`, oldest
+    /// first. Call again with the returned `next` until it is `None`.
+    pub async fn replay_dead_letters_matching(
+        &self,
+        filter: &DeadLetterFilter,
+        after: Option<Cursor>,
+        budgets: &HashMap<String, u32>,
+    ) -> Result<ReplayBatch, StoreError> {
+        let filter = DeadLetterFilter {
+            include_replayed: false,
+            ..filter.clone()
+        };
+        let mut query = QueryBuilder::new(
+            "SELECT id, event_id, source, destination, created_at FROM dead_letters WHERE TRUE",
+        );
+        push_keyset(&mut query, &filter, after);
+        self.replay_batch(query, budgets, BATCH).await
+    }
+
+    /// One transaction: lock the dead letters `select` picks, mark them replayed, give their
+    /// deliveries a fresh attempt budget and put their events back to pending.
+    async fn replay_batch(
+        &self,
+        mut select: QueryBuilder<Postgres>,
+        budgets: &HashMap<String, u32>,
+        batch: usize,
+    ) -> Result<ReplayBatch, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let picked: Vec<Picked> = select.build_query_as().fetch_all(&mut *tx).await?;
+        let Some(last) = picked.last() else {
+            tx.commit().await?;
+            return Ok(ReplayBatch::default());
+        };
+        let next = (picked.len() >= batch).then_some(Cursor {
+            created_at: last.created_at,
+            id: last.id,
+        });
+        let ids: Vec<Uuid> = picked.iter().map(|p| p.id).collect();
+        sqlx::query("UPDATE dead_letters SET replayed_at = now() WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+
+        let events: Vec<Uuid> = picked.iter().map(|p| p.event_id).collect();
+        let destinations: Vec<&str> = picked.iter().map(|p| p.destination.as_str()).collect();
+        // NULL for a source no longer configured: the delivery keeps its previous budget.
+        let budget: Vec<Option<i32>> = picked
+            .iter()
+            .map(|p| budgets.get(&p.source).map(|&n| n as i32))
+            .collect();
+        // Rows are locked in key order, so concurrent replays cannot deadlock on them.
+        let revived: Vec<(Uuid, String)> = sqlx::query_as(
+            "WITH wanted AS (
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[])
+                     AS w (event_id, destination, budget)
+             ), locked AS (
+                 SELECT d.event_id, d.destination, w.budget
+                 FROM deliveries d JOIN wanted w USING (event_id, destination)
+                 WHERE d.state = 'dead'
+                 ORDER BY d.event_id, d.destination
+                 FOR UPDATE OF d
+             )
+             UPDATE deliveries d
+             SET state = 'pending',
+                 reason = 'replayed',
+                 max_attempts = d.attempts + COALESCE(l.budget, d.max_attempts),
+                 next_attempt_at = now(),
+                 lease_until = NULL,
+                 lease_token = NULL
+             FROM locked l
+             WHERE d.event_id = l.event_id AND d.destination = l.destination
+               AND d.state = 'dead'
+             RETURNING d.event_id, d.destination",
+        )
+        .bind(&events)
+        .bind(&destinations)
+        .bind(&budget)
+        .fetch_all(&mut *tx)
+        .await?;
+
+        let mut revived_events: Vec<Uuid> = revived.iter().map(|(e, _)| *e).collect();
+        revived_events.sort_unstable();
+        revived_events.dedup();
+        sqlx::query(
+            "UPDATE events SET status = 'pending'
+             WHERE id IN (SELECT id FROM events
+                          WHERE id = ANY($1) AND status = 'dead_lettered'
+                          ORDER BY id FOR UPDATE)",
+        )
+        .bind(&revived_events)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+
+        let mut events_by_source: HashMap<String, Vec<Uuid>> = HashMap::new();
+        for p in &picked {
+            if revived_events.binary_search(&p.event_id).is_ok() {
+                let events = events_by_source.entry(p.source.clone()).or_default();
+                if !events.contains(&p.event_id) {
+                    events.push(p.event_id);
+                }
+            }
+        }
+        Ok(ReplayBatch {
+            without_dead_delivery: picked.len().saturating_sub(revived.len()),
+            replayed: ids,
+            events_by_source,
+            next,
+        })
+    }
+
+    /// Deletes `ids` (at most [`BATCH`]); their deliveries stay dead.
+    pub async fn purge_dead_letters(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        Ok(
+            sqlx::query_scalar("DELETE FROM dead_letters WHERE id = ANY($1) RETURNING id")
+                .bind(ids)
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+
+    /// Deletes the next [`BATCH`] dead letters matching `filter` after `after`, oldest first.
+    /// Call again with the returned `next` until it is `None`.
+    pub async fn purge_dead_letters_matching(
+        &self,
+        filter: &DeadLetterFilter,
+        after: Option<Cursor>,
+    ) -> Result<PurgeBatch, StoreError> {
+        let mut query = QueryBuilder::new(
+            "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE TRUE",
+        );
+        push_keyset(&mut query, filter, after);
+        query.push(") RETURNING id, created_at");
+        let mut rows: Vec<(Uuid, DateTime<Utc>)> =
+            query.build_query_as().fetch_all(self.pool()).await?;
+        rows.sort_unstable_by_key(|&(id, at)| (at, id));
+        let next = match rows.last() {
+            Some(&(id, created_at)) if rows.len() >= BATCH => Some(Cursor { created_at, id }),
+            _ => None,
+        };
+        Ok(PurgeBatch {
+            purged: rows.into_iter().map(|(id, _)| id).collect(),
+            next,
+        })
+    }
+}
+
+/// Narrows a query ending in a WHERE clause to `filter`, resuming after `after`: the next
+/// [`BATCH`] rows in `(created_at, id)` order, locked.
+fn push_keyset(
+    query: &mut QueryBuilder<Postgres>,
+    filter: &DeadLetterFilter,
+    after: Option<Cursor>,
+) {
+    filter.push_conditions(query);
+    if let Some(after) = after {
+        query
+            .push(" AND (created_at, id) > (")
+            .push_bind(after.created_at)
+            .push(", ")
+            .push_bind(after.id)
+            .push(")");
+    }
+    query
+        .push(" ORDER BY created_at, id LIMIT ")
+        .push_bind(BATCH as i64)
+        .push(" FOR UPDATE SKIP LOCKED");
+}
