@@ -101,7 +101,10 @@ BEGIN
             RAISE EXCEPTION 'event transition % -> % is not allowed', OLD.status, NEW.status;
         END IF;
         INSERT INTO event_transitions (event_id, destination, from_state, to_state, reason)
-        VALUES (NEW.id, NULL, OLD.status, NEW.status, 'deliveries settled');
+        VALUES (NEW.id, NULL, OLD.status, NEW.status, CASE NEW.status
+            WHEN 'delivered' THEN 'every delivery delivered'
+            WHEN 'dead_lettered' THEN 'a delivery was dead-lettered'
+            ELSE 'a delivery was replayed' END);
     END IF;
     RETURN NEW;
 END $$;

@@ -477,3 +477,142 @@ async fn a_worker_killed_mid_delivery_is_taken_over_and_nothing_is_lost() {
     rescuer.shutdown_token().cancel();
     rescuer.wait().await.unwrap();
 }
+
+/// Shutdown with a delivery stuck past the deadline: the process still stops promptly, and
+/// the unfinished delivery is handed back (its lease runs out, its entry stays pending), so
+/// the next worker delivers it.
+#[tokio::test]
+async fn shutdown_hands_back_deliveries_that_outlive_the_deadline() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    sink.script(&[Answer {
+        status: 200,
+        retry_after: None,
+        delay: Duration::from_secs(30),
+    }]);
+    let config = format!(
+        r#"
+        [worker]
+        visibility_timeout = "3s"
+        schedule_interval = "20ms"
+        shutdown_deadline = "200ms"
+
+        [[sources]]
+        name = "github"
+        provider = "github"
+        secrets = ["{SECRET}"]
+          [[sources.destinations]]
+          name = "billing"
+          url = "{}"
+          timeout = "2500ms"
+        "#,
+        sink.url
+    );
+    let gw = Running::start(env.config(&config)).await;
+    send(&gw, "d-stuck", b"{}").await;
+    sink.wait_for(1, WAIT).await;
+
+    // A blocked read is let finish (1 s at most) so no entry is orphaned, then the 200 ms
+    // deadline: well before the stuck delivery's 2.5 s timeout would have ended it.
+    let stopping = std::time::Instant::now();
+    gw.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_millis(1800),
+        "stopped in {:?}",
+        stopping.elapsed()
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM delivery_attempts").await,
+        0,
+        "nothing recorded: handed back"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM events WHERE status = 'pending'")
+            .await,
+        1
+    );
+
+    let next = Gateway::start(env.config(&config), Roles::WORKER)
+        .await
+        .unwrap();
+    sink.wait_for(2, WAIT).await;
+    wait_until(
+        &env,
+        "SELECT count(*) FROM events WHERE status = 'delivered'",
+        1,
+    )
+    .await;
+    next.shutdown_token().cancel();
+    next.wait().await.unwrap();
+}
+
+/// The operator's path: a destination that keeps refusing ends in the dead-letter table with
+/// its last error; once it is healthy again, `hookgate dlq replay` delivers the event.
+#[tokio::test]
+async fn a_dead_letter_replayed_after_the_destination_heals_is_delivered() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    sink.set_default(Answer::status(500));
+    let config = sources(&http_destination("billing", &sink), 2);
+    let gw = env.start(&config).await;
+    let id = send(&gw, "d-dead", br#"{"n":1}"#).await;
+    wait_until(&env, "SELECT count(*) FROM dead_letters", 1).await;
+    wait_until(
+        &env,
+        "SELECT count(*) FROM events WHERE status = 'dead_lettered'",
+        1,
+    )
+    .await;
+    let (dead_letter, last_error): (uuid::Uuid, String) =
+        sqlx::query_as("SELECT id, last_error FROM dead_letters")
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    assert!(last_error.starts_with("HTTP 500"), "{last_error}");
+
+    sink.set_default(Answer::status(200));
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, env.config_text(&config).as_bytes()).unwrap();
+    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .arg("--config")
+        .arg(file.path())
+        .args(["dlq", "replay", &dead_letter.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+
+    wait_until(
+        &env,
+        "SELECT count(*) FROM events WHERE status = 'delivered'",
+        1,
+    )
+    .await;
+    let received = sink.received();
+    assert_eq!(received.len(), 3, "two refused attempts, then the replay");
+    assert_eq!(received[2].header("webhook-id"), format!("{id}_billing"));
+    assert_eq!(received[2].header("hookgate-attempt"), "3");
+    let reasons: Vec<(Option<String>, String, String)> =
+        sqlx::query_as("SELECT destination, to_state, reason FROM event_transitions ORDER BY id")
+            .fetch_all(&env.db)
+            .await
+            .unwrap();
+    let reasons: Vec<(Option<&str>, &str, &str)> = reasons
+        .iter()
+        .map(|(d, t, r)| (d.as_deref(), t.as_str(), r.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (Some("billing"), "dead", "attempts exhausted (2)"),
+            (None, "dead_lettered", "a delivery was dead-lettered"),
+            (Some("billing"), "pending", "replayed"),
+            (None, "pending", "a delivery was replayed"),
+            (Some("billing"), "delivered", "delivered"),
+            (None, "delivered", "every delivery delivered"),
+        ]
+    );
+}

@@ -145,10 +145,17 @@ impl Store {
         for a in attempts {
             let error = a.failure.as_ref().map(|(_, e)| e.as_str());
             let status = a.status_code.map(i32::from);
-            let (state, reason, retry_in) = match a.next {
-                Next::Delivered => ("delivered", "delivered", None),
-                Next::RetryIn(delay) => ("pending", "retry scheduled", Some(delay.as_secs_f64())),
-                Next::DeadLetter => ("dead", "attempts exhausted", None),
+            let (state, reason, retry_in) = match (a.next, &a.failure) {
+                (Next::Delivered, _) => ("delivered", "delivered".to_string(), None),
+                (Next::RetryIn(delay), _) => (
+                    "pending",
+                    "retry scheduled".to_string(),
+                    Some(delay.as_secs_f64()),
+                ),
+                (Next::DeadLetter, Some((FailureKind::Pipeline, e))) => ("dead", e.clone(), None),
+                (Next::DeadLetter, _) => {
+                    ("dead", format!("attempts exhausted ({})", a.attempt), None)
+                }
             };
             let owned = sqlx::query(
                 "UPDATE deliveries
@@ -163,11 +170,7 @@ impl Store {
             .bind(&a.destination)
             .bind(event.lease_token)
             .bind(state)
-            .bind(if a.next == Next::DeadLetter {
-                error.unwrap_or(reason)
-            } else {
-                reason
-            })
+            .bind(&reason)
             .bind(status)
             .bind(error)
             .bind(retry_in)
