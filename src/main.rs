@@ -1,7 +1,7 @@
 use clap::{Parser, Subcommand};
 use hookgate::app::{Gateway, Roles};
 use hookgate::cli::dlq::DlqCommand;
-use hookgate::config::Config;
+use hookgate::config::{Config, Target};
 use hookgate::store::Store;
 use hookgate::telemetry::{self, LogFormat};
 use std::path::PathBuf;
@@ -97,9 +97,25 @@ fn print_summary(path: &std::path::Path, config: &Config) {
         config.listen, config.admin_listen
     );
     for source in &config.sources {
+        let destinations: Vec<String> = source
+            .destinations
+            .iter()
+            .map(|d| match &d.target {
+                Target::Http { url, .. } => format!("{} -> {url}", d.name),
+                Target::Stream { key } => format!("{} -> stream {key}", d.name),
+            })
+            .collect();
         println!(
-            "  source {:<16} provider {:?}, max body {} bytes",
-            source.name, source.provider, source.max_body
+            "  source {:<12} provider {:<8} max body {}, {} attempts, destinations: {}",
+            source.name,
+            source.provider.as_str(),
+            bytesize::ByteSize(source.max_body as u64).display().iec(),
+            source.retry.max_attempts,
+            if destinations.is_empty() {
+                "none".to_string()
+            } else {
+                destinations.join(", ")
+            }
         );
     }
 }

@@ -30,16 +30,29 @@ pub enum Provider {
 }
 
 impl Provider {
+    const ALL: [Self; 6] = [
+        Self::Stripe,
+        Self::Github,
+        Self::Standard,
+        Self::Shopify,
+        Self::Slack,
+        Self::Hmac,
+    ];
+
     fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "stripe" => Self::Stripe,
-            "github" => Self::Github,
-            "standard" => Self::Standard,
-            "shopify" => Self::Shopify,
-            "slack" => Self::Slack,
-            "hmac" => Self::Hmac,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stripe => "stripe",
+            Self::Github => "github",
+            Self::Standard => "standard",
+            Self::Shopify => "shopify",
+            Self::Slack => "slack",
+            Self::Hmac => "hmac",
+        }
     }
 
     fn has_timestamp(self) -> bool {
