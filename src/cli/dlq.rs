@@ -2,6 +2,7 @@
 //! `hookgate dlq list|show|replay|purge`.
 
 use crate::config::Config;
+use crate::replay::Replayer;
 use crate::queue::stream::Streams;
 use crate::store::Store;
 use crate::store::dead_letters::{BATCH, DeadLetter, DeadLetterFilter, DeadLetterSummary};
@@ -252,7 +253,7 @@ async fn list(
     json: bool,
 ) -> anyhow::Result<()> {
     // One more than asked tells whether there are others.
-    let mut rows = store.list_dead_letters(filter, limit + 1).await?;
+    let mut rows = store.list_dead_letters(filter, None, limit + 1).await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     if json {
@@ -454,63 +455,10 @@ impl Tally {
     }
 }
 
-/// Puts replayed events back on their streams. Redis is a convenience here: the scheduler
-/// enqueues every due pending delivery anyway, so after one failure the rest is left to it.
-struct Enqueuer {
-    streams: Option<Streams>,
-    failed: usize,
-    error: Option<String>,
-}
-
-impl Enqueuer {
-    fn new(config: &Config) -> Self {
-        match Streams::new(&config.redis_url, &config.stream_prefix) {
-            Ok(streams) => Self {
-                streams: Some(streams),
-                failed: 0,
-                error: None,
-            },
-            Err(error) => Self {
-                streams: None,
-                failed: 0,
-                error: Some(error.to_string()),
-            },
-        }
-    }
-
-    async fn enqueue(&mut self, events_by_source: &HashMap<String, Vec<Uuid>>) {
-        for (source, events) in events_by_source {
-            let Some(streams) = &self.streams else {
-                self.failed += events.len();
-                continue;
-            };
-            if let Err(error) = streams.enqueue_many(source, events).await {
-                self.failed += events.len();
-                self.error = Some(error.to_string());
-                self.streams = None;
-            }
-        }
-    }
-
-    fn warn(&self) {
-        if self.failed > 0 {
-            eprintln!(
-                "warning: {} replayed event(s) could not be queued on Redis ({}); \
-                 the scheduler will enqueue them, as it does every due pending delivery",
-                self.failed,
-                self.error.as_deref().unwrap_or("unknown error"),
-            );
-        }
-    }
-}
-
 async fn replay(config: &Config, store: &Store, target: Target, json: bool) -> anyhow::Result<()> {
-    let budgets: HashMap<String, u32> = config
-        .sources
-        .iter()
-        .map(|s| (s.name.clone(), s.retry.max_attempts))
-        .collect();
-    let mut enqueuer = Enqueuer::new(config);
+    let streams = Streams::new(&config.redis_url, &config.stream_prefix)?;
+    let replayer = Replayer::new(config, store.clone(), streams);
+    let mut not_enqueued = 0;
     let mut tally = Tally::default();
     let mut without_dead_delivery = 0;
     let mut skipped = 0;
@@ -518,11 +466,12 @@ async fn replay(config: &Config, store: &Store, target: Target, json: bool) -> a
         Target::Ids(ids) => {
             store.check_dead_letters(&ids, true).await?;
             for chunk in ids.chunks(BATCH) {
-                let batch = store.replay_dead_letters(chunk, &budgets).await?;
+                let replayed = replayer.ids(chunk).await?;
+                not_enqueued += replayed.not_enqueued;
+                let batch = replayed.batch;
                 skipped += chunk.len() - batch.replayed.len();
                 without_dead_delivery += batch.without_dead_delivery;
                 tally.add(&batch.replayed);
-                enqueuer.enqueue(&batch.events_by_source).await;
             }
         }
         Target::Matching(filter) => {
@@ -531,12 +480,11 @@ async fn replay(config: &Config, store: &Store, target: Target, json: bool) -> a
             }
             let mut after = None;
             loop {
-                let batch = store
-                    .replay_dead_letters_matching(&filter, after, &budgets)
-                    .await?;
+                let replayed = replayer.matching(&filter, after).await?;
+                not_enqueued += replayed.not_enqueued;
+                let batch = replayed.batch;
                 without_dead_delivery += batch.without_dead_delivery;
                 tally.add(&batch.replayed);
-                enqueuer.enqueue(&batch.events_by_source).await;
                 match batch.next {
                     Some(next) => after = Some(next),
                     None => break,
@@ -544,7 +492,13 @@ async fn replay(config: &Config, store: &Store, target: Target, json: bool) -> a
             }
         }
     }
-    enqueuer.warn();
+    if not_enqueued > 0 {
+        eprintln!(
+            "warning: {not_enqueued} replayed event(s) could not be queued on Redis ({}); \
+             the scheduler will enqueue them, as it does every due pending delivery",
+            replayer.queue_error().unwrap_or_default(),
+        );
+    }
     if skipped > 0 {
         eprintln!("note: {skipped} dead letter(s) were replayed meanwhile by someone else");
     }

@@ -1,11 +1,13 @@
 //! One TOML file, `${ENV}` interpolation, `HOOKGATE_*_URL` overrides, validated once at start
 //! with every problem listed. Nothing after this module parses a duration or a size.
 
+mod admin;
 mod delivery;
 mod interpolate;
 mod source;
 mod units;
 
+pub use admin::{AdminToken, Scope};
 pub use delivery::{Destination, RetryPolicy, Target, WorkerConfig};
 pub use source::{Provider, Source};
 
@@ -29,6 +31,11 @@ pub struct Config {
     /// First part of every Redis key, so deployments (and tests) can share one Redis.
     pub stream_prefix: String,
     pub worker: WorkerConfig,
+    /// Bearer tokens for the admin API.
+    pub admin_tokens: Vec<AdminToken>,
+    /// Whether `/metrics` needs a token with the read scope (default: open, like most
+    /// Prometheus targets on a private listener).
+    pub metrics_need_token: bool,
     pub sources: Vec<Source>,
 }
 
@@ -56,6 +63,10 @@ struct RawConfig {
     stream_prefix: Option<String>,
     retry: Option<delivery::RawRetry>,
     worker: Option<delivery::RawWorker>,
+    #[serde(default)]
+    admin_tokens: Vec<admin::RawAdminToken>,
+    #[serde(default)]
+    metrics_need_token: bool,
     #[serde(default)]
     sources: Vec<source::RawSource>,
 }
@@ -162,6 +173,16 @@ impl RawConfig {
             problems.push("sources: at least one [[sources]] entry is required".to_string());
         }
         let worker = self.worker.unwrap_or_default().validate(problems);
+        let mut admin_tokens: Vec<AdminToken> = Vec::new();
+        for (i, raw) in self.admin_tokens.into_iter().enumerate() {
+            let key = format!("admin_tokens[{i}]");
+            if let Some(token) = raw.validate(&key, problems) {
+                if admin_tokens.iter().any(|t| t.name == token.name) {
+                    problems.push(format!("{key}.name: {:?} is used twice", token.name));
+                }
+                admin_tokens.push(token);
+            }
+        }
         let retry = self.retry.unwrap_or_default();
         retry.validate("retry", problems);
         let mut names = HashSet::new();
@@ -185,6 +206,8 @@ impl RawConfig {
             redis_url: redis_url?,
             stream_prefix,
             worker,
+            admin_tokens,
+            metrics_need_token: self.metrics_need_token,
             sources,
         })
     }
@@ -484,6 +507,33 @@ mod tests {
                 found.iter().any(|p| p.starts_with(e)),
                 "missing {e:?} in {found:#?}"
             );
+        }
+    }
+
+    #[test]
+    fn admin_tokens_are_validated() {
+        let found = problems(&format!(
+            r#"{BASE}
+            [[admin_tokens]]
+            name = "short"
+            token = "abc"
+            scopes = ["read"]
+            [[admin_tokens]]
+            name = "odd"
+            token = "0123456789abcdef"
+            scopes = ["replay", "delete"]
+            [[sources]]
+            name = "s"
+            provider = "github"
+            secrets = ["x"]
+            "#
+        ));
+        for e in [
+            "admin_tokens[0].token: must be at least 16 characters",
+            "admin_tokens[1].scopes: unknown scope \"delete\"",
+            "admin_tokens[1].scopes: \"replay\" needs \"read\" too",
+        ] {
+            assert!(found.iter().any(|p| p.starts_with(e)), "missing {e:?} in {found:#?}");
         }
     }
 

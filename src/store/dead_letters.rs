@@ -103,17 +103,15 @@ pub struct DeadLetter {
     pub external_id: String,
     pub received_at: DateTime<Utc>,
     pub event_status: String,
+    /// The request headers as stored with the event.
+    pub headers: serde_json::Value,
 }
 
 const SUMMARY_COLUMNS: &str = "id, event_id, source, destination, attempts, failure_kind, \
      last_status, last_error, first_attempt_at, last_attempt_at, created_at, replayed_at";
 
 /// Where a bulk operation resumes: the last `(created_at, id)` it handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    created_at: DateTime<Utc>,
-    id: Uuid,
-}
+pub use super::Keyset as Cursor;
 
 /// What one replay batch did.
 #[derive(Debug, Default)]
@@ -146,16 +144,25 @@ struct Picked {
 }
 
 impl Store {
-    /// Newest first, at most `limit`.
+    /// Newest first, at most `limit`, strictly older than `before` when given.
     pub async fn list_dead_letters(
         &self,
         filter: &DeadLetterFilter,
+        before: Option<Cursor>,
         limit: u32,
     ) -> Result<Vec<DeadLetterSummary>, StoreError> {
         let mut query = QueryBuilder::new(format!(
             "SELECT {SUMMARY_COLUMNS} FROM dead_letters WHERE TRUE"
         ));
         filter.push_conditions(&mut query);
+        if let Some(before) = before {
+            query
+                .push(" AND (created_at, id) < (")
+                .push_bind(before.at)
+                .push(", ")
+                .push_bind(before.id)
+                .push(")");
+        }
         query
             .push(" ORDER BY created_at DESC, id DESC LIMIT ")
             .push_bind(i64::from(limit));
@@ -165,12 +172,19 @@ impl Store {
             .await?)
     }
 
+    /// How many dead letters `filter` matches.
+    pub async fn count_dead_letters(&self, filter: &DeadLetterFilter) -> Result<i64, StoreError> {
+        let mut query = QueryBuilder::new("SELECT count(*) FROM dead_letters WHERE TRUE");
+        filter.push_conditions(&mut query);
+        Ok(query.build_query_scalar().fetch_one(self.pool()).await?)
+    }
+
     pub async fn dead_letter(&self, id: Uuid) -> Result<DeadLetter, DeadLetterError> {
         let row: Option<DeadLetter> = sqlx::query_as(
             "SELECT d.id, d.event_id, d.source, d.destination, d.attempts, d.failure_kind,
                     d.last_status, d.last_error, d.first_attempt_at, d.last_attempt_at,
                     d.created_at, d.replayed_at, d.payload,
-                    e.external_id, e.received_at, e.status AS event_status
+                    e.external_id, e.received_at, e.status AS event_status, e.headers
              FROM dead_letters d JOIN events e ON e.id = d.event_id
              WHERE d.id = $1",
         )
@@ -256,7 +270,7 @@ impl Store {
             return Ok(ReplayBatch::default());
         };
         let next = (picked.len() >= batch).then_some(Cursor {
-            created_at: last.created_at,
+            at: last.created_at,
             id: last.id,
         });
         let ids: Vec<Uuid> = picked.iter().map(|p| p.id).collect();
@@ -359,7 +373,7 @@ impl Store {
             query.build_query_as().fetch_all(self.pool()).await?;
         rows.sort_unstable_by_key(|&(id, at)| (at, id));
         let next = match rows.last() {
-            Some(&(id, created_at)) if rows.len() >= BATCH => Some(Cursor { created_at, id }),
+            Some(&(id, created_at)) if rows.len() >= BATCH => Some(Cursor { at: created_at, id }),
             _ => None,
         };
         Ok(PurgeBatch {
@@ -380,7 +394,7 @@ fn push_keyset(
     if let Some(after) = after {
         query
             .push(" AND (created_at, id) > (")
-            .push_bind(after.created_at)
+            .push_bind(after.at)
             .push(", ")
             .push_bind(after.id)
             .push(")");

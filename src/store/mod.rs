@@ -3,6 +3,8 @@
 pub mod dead_letters;
 pub mod deliveries;
 pub mod events;
+pub mod operations;
+pub mod status;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -17,6 +19,13 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("postgres did not answer within {0:?}")]
     Timeout(Duration),
+}
+
+/// A position in a `(time, id)` ordering: where the next page or batch starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keyset {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub id: uuid::Uuid,
 }
 
 #[derive(Clone)]

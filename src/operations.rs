@@ -1,0 +1,100 @@
+//! Runs long-running operations (bulk replays) in the background of every process that serves
+//! the admin API. Progress is committed batch by batch under a renewed lease: a runner that
+//! dies leaves an operation that another runner resumes from its last batch once the lease
+//! runs out, so an operation always ends visibly (succeeded, failed or cancelled).
+
+use crate::replay::Replayer;
+use crate::store::Store;
+use crate::store::operations::Operation;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// How long a runner may go silent before its operation is taken over.
+const LEASE: Duration = Duration::from_secs(30);
+/// How often runners look for operations to take over; new ones are started at once.
+const POLL: Duration = Duration::from_secs(5);
+/// Consecutive failed batches before the operation is marked failed.
+const MAX_BATCH_FAILURES: u32 = 5;
+
+pub struct Runner {
+    store: Store,
+    replayer: Arc<Replayer>,
+    /// Woken when an operation is created, so it starts without waiting for the poll.
+    pub wake: Notify,
+}
+
+impl Runner {
+    pub fn new(store: Store, replayer: Arc<Replayer>) -> Self {
+        Self {
+            store,
+            replayer,
+            wake: Notify::new(),
+        }
+    }
+
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            match self.store.claim_operation(LEASE).await {
+                Ok(Some(operation)) => {
+                    self.execute(operation, &shutdown).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "cannot look for operations"),
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    async fn execute(&self, operation: Operation, shutdown: &CancellationToken) {
+        let filter = (&operation.filter.0).into();
+        let mut cursor = operation.cursor();
+        let mut failures = 0;
+        tracing::info!(operation = %operation.id, resumed = cursor.is_some(), "bulk replay running");
+        // On shutdown the lease simply runs out and another process resumes the operation.
+        while !shutdown.is_cancelled() {
+            let replayed = match self.replayer.matching(&filter, cursor).await {
+                Ok(replayed) => replayed,
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(%error, operation = %operation.id, failures, "bulk replay batch failed");
+                    if failures >= MAX_BATCH_FAILURES {
+                        let _ = self.store.finish_operation(operation.id, Some(&error.to_string())).await;
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500 * u64::from(failures))).await;
+                    continue;
+                }
+            };
+            failures = 0;
+            let batch = replayed.batch;
+            let count = batch.replayed.len() as i64;
+            let next = batch.next;
+            let position = next.or(cursor);
+            match self.store.advance_operation(operation.id, count, position, LEASE).await {
+                Ok(true) => {}
+                Ok(false) => return, // cancelled
+                Err(error) => {
+                    tracing::warn!(%error, operation = %operation.id, "cannot record progress; the operation will be resumed");
+                    return;
+                }
+            }
+            match next {
+                Some(next) => cursor = Some(next),
+                None => {
+                    if let Err(error) = self.store.finish_operation(operation.id, None).await {
+                        tracing::warn!(%error, operation = %operation.id, "cannot mark the operation finished");
+                    }
+                    tracing::info!(operation = %operation.id, "bulk replay done");
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Replaying dead letters: their deliveries get a fresh attempt budget in Postgres, then their
+//! events go back on the streams. Shared by the CLI, the admin API and bulk operations.
+
+use crate::config::Config;
+use crate::queue::stream::Streams;
+use crate::store::dead_letters::{Cursor, DeadLetterFilter, ReplayBatch};
+use crate::store::{Store, StoreError};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use uuid::Uuid;
+
+pub struct Replayer {
+    store: Store,
+    streams: Streams,
+    /// Each source's configured `retry.max_attempts`: the fresh budget a replay grants.
+    budgets: HashMap<String, u32>,
+    /// The first Redis error: after it, enqueueing is left to the scheduler, which enqueues
+    /// every due pending delivery anyway, instead of waiting on Redis batch after batch.
+    queue_error: Mutex<Option<String>>,
+}
+
+/// What a replay did.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    pub batch: ReplayBatch,
+    /// Revived events not put on a stream now (Redis failed); the scheduler will.
+    pub not_enqueued: usize,
+}
+
+impl Replayer {
+    pub fn new(config: &Config, store: Store, streams: Streams) -> Self {
+        let budgets = config
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), s.retry.max_attempts))
+            .collect();
+        Self {
+            store,
+            streams,
+            budgets,
+            queue_error: Mutex::default(),
+        }
+    }
+
+    /// Replays those of `ids` (at most one batch) still open.
+    pub async fn ids(&self, ids: &[Uuid]) -> Result<Replayed, StoreError> {
+        let batch = self.store.replay_dead_letters(ids, &self.budgets).await?;
+        Ok(self.enqueue(batch).await)
+    }
+
+    /// Replays the next batch of open dead letters matching `filter` after `after`.
+    pub async fn matching(
+        &self,
+        filter: &DeadLetterFilter,
+        after: Option<Cursor>,
+    ) -> Result<Replayed, StoreError> {
+        let batch = self
+            .store
+            .replay_dead_letters_matching(filter, after, &self.budgets)
+            .await?;
+        Ok(self.enqueue(batch).await)
+    }
+
+    /// The Redis error that stopped enqueueing, if any.
+    pub fn queue_error(&self) -> Option<String> {
+        self.queue_error.lock().expect("not poisoned").clone()
+    }
+
+    async fn enqueue(&self, batch: ReplayBatch) -> Replayed {
+        let mut not_enqueued = 0;
+        for (source, events) in &batch.events_by_source {
+            if self.queue_error().is_some() {
+                not_enqueued += events.len();
+                continue;
+            }
+            if let Err(error) = self.streams.enqueue_many(source, events).await {
+                tracing::warn!(%error, "replayed events not enqueued; the scheduler will enqueue them");
+                *self.queue_error.lock().expect("not poisoned") = Some(error.to_string());
+                not_enqueued += events.len();
+            }
+        }
+        Replayed {
+            batch,
+            not_enqueued,
+        }
+    }
+}

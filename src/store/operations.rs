@@ -1,0 +1,168 @@
+//! Long-running operations (bulk replays): created by the admin API, run by any process's
+//! runner under a lease, resumable from their last committed position.
+
+use super::dead_letters::DeadLetterFilter;
+use super::{Keyset, Store, StoreError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The selection a bulk replay applies to, as stored with the operation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl From<&OperationFilter> for DeadLetterFilter {
+    fn from(f: &OperationFilter) -> Self {
+        DeadLetterFilter {
+            source: f.source.clone(),
+            destination: f.destination.clone(),
+            since: f.since,
+            until: f.until,
+            include_replayed: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Operation {
+    pub id: Uuid,
+    pub kind: String,
+    pub filter: Json<OperationFilter>,
+    pub state: String,
+    pub matched: i64,
+    pub replayed: i64,
+    pub failed: i64,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub cursor_at: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub cursor_id: Option<Uuid>,
+}
+
+impl Operation {
+    pub fn is_running(&self) -> bool {
+        self.state == "running"
+    }
+
+    pub fn cursor(&self) -> Option<Keyset> {
+        Some(Keyset {
+            at: self.cursor_at?,
+            id: self.cursor_id?,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, kind, filter, state, matched, replayed, failed, error, created_at, \
+     updated_at, finished_at, cursor_at, cursor_id";
+
+impl Store {
+    /// Records a bulk replay of what `filter` matches now; a runner picks it up.
+    pub async fn create_replay_operation(
+        &self,
+        filter: &OperationFilter,
+    ) -> Result<Operation, StoreError> {
+        let matched = self.count_dead_letters(&filter.into()).await?;
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO operations (id, kind, filter, matched) VALUES ($1, 'replay', $2, $3)
+             RETURNING {COLUMNS}"
+        )))
+        .bind(Uuid::now_v7())
+        .bind(Json(filter))
+        .bind(matched)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    pub async fn operation(&self, id: Uuid) -> Result<Option<Operation>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM operations WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Cancels a running operation; its runner stops after the batch in flight. `None` when
+    /// there is no such operation.
+    pub async fn cancel_operation(&self, id: Uuid) -> Result<Option<Operation>, StoreError> {
+        sqlx::query(
+            "UPDATE operations SET state = 'cancelled', finished_at = now(), updated_at = now()
+             WHERE id = $1 AND state = 'running'",
+        )
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        self.operation(id).await
+    }
+
+    /// Takes a running operation nobody holds (new, or its runner died) for `lease`.
+    pub async fn claim_operation(&self, lease: Duration) -> Result<Option<Operation>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE operations SET lease_until = now() + make_interval(secs => $1)
+             WHERE id = (SELECT id FROM operations
+                         WHERE state = 'running' AND (lease_until IS NULL OR lease_until < now())
+                         ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING {COLUMNS}"
+        )))
+        .bind(lease.as_secs_f64())
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Commits one batch's progress and where to resume, renewing the lease. `false` when the
+    /// operation is no longer running (cancelled): the runner stops.
+    pub async fn advance_operation(
+        &self,
+        id: Uuid,
+        replayed: i64,
+        cursor: Option<Keyset>,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE operations
+             SET replayed = replayed + $2, cursor_at = coalesce($3, cursor_at),
+                 cursor_id = coalesce($4, cursor_id), updated_at = now(),
+                 lease_until = now() + make_interval(secs => $5)
+             WHERE id = $1 AND state = 'running'",
+        )
+        .bind(id)
+        .bind(replayed)
+        .bind(cursor.map(|c| c.at))
+        .bind(cursor.map(|c| c.id))
+        .bind(lease.as_secs_f64())
+        .execute(self.pool())
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Ends a running operation: `succeeded`, or `failed` with its error.
+    pub async fn finish_operation(&self, id: Uuid, error: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE operations
+             SET state = CASE WHEN $2::text IS NULL THEN 'succeeded' ELSE 'failed' END,
+                 error = $2, finished_at = now(), updated_at = now(), lease_until = NULL,
+                 failed = CASE WHEN $2::text IS NULL THEN failed
+                               ELSE GREATEST(matched - replayed, 0) END
+             WHERE id = $1 AND state = 'running'",
+        )
+        .bind(id)
+        .bind(error)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,143 @@
+//! What happened to an event: the status resource operators and internal services read.
+
+use super::{Keyset, Store, StoreError};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{Postgres, QueryBuilder};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EventSummary {
+    pub id: Uuid,
+    pub source: String,
+    pub external_id: String,
+    pub received_at: DateTime<Utc>,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DeliveryStatus {
+    pub destination: String,
+    pub state: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    /// When the next attempt is due; only while pending.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AttemptRecord {
+    pub attempt: i32,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub duration_ms: i32,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventStatus {
+    pub event: EventSummary,
+    pub deliveries: Vec<DeliveryStatus>,
+    /// Dead letters this event produced, oldest first.
+    pub dead_letters: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub source: Option<String>,
+    pub status: Option<String>,
+    /// Inclusive, on `received_at`.
+    pub since: Option<DateTime<Utc>>,
+    /// Exclusive, on `received_at`.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    pub async fn event_status(&self, id: Uuid) -> Result<Option<EventStatus>, StoreError> {
+        let event: Option<EventSummary> = sqlx::query_as(
+            "SELECT id, source, external_id, received_at, status FROM events WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(event) = event else {
+            return Ok(None);
+        };
+        let deliveries = sqlx::query_as(
+            "SELECT destination, state, attempts, max_attempts,
+                    CASE WHEN state = 'pending' THEN next_attempt_at END AS next_attempt_at,
+                    last_attempt_at, last_status, last_error, delivered_at
+             FROM deliveries WHERE event_id = $1 ORDER BY destination",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        let dead_letters = sqlx::query_scalar(
+            "SELECT id FROM dead_letters WHERE event_id = $1 ORDER BY created_at, id",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(Some(EventStatus {
+            event,
+            deliveries,
+            dead_letters,
+        }))
+    }
+
+    /// Newest first, at most `limit`, strictly older than `before` when given.
+    pub async fn list_events(
+        &self,
+        filter: &EventFilter,
+        before: Option<Keyset>,
+        limit: u32,
+    ) -> Result<Vec<EventSummary>, StoreError> {
+        let mut query = QueryBuilder::<Postgres>::new(
+            "SELECT id, source, external_id, received_at, status FROM events WHERE TRUE",
+        );
+        if let Some(source) = &filter.source {
+            query.push(" AND source = ").push_bind(source.clone());
+        }
+        if let Some(status) = &filter.status {
+            query.push(" AND status = ").push_bind(status.clone());
+        }
+        if let Some(since) = filter.since {
+            query.push(" AND received_at >= ").push_bind(since);
+        }
+        if let Some(until) = filter.until {
+            query.push(" AND received_at < ").push_bind(until);
+        }
+        if let Some(before) = before {
+            query
+                .push(" AND (received_at, id) < (")
+                .push_bind(before.at)
+                .push(", ")
+                .push_bind(before.id)
+                .push(")");
+        }
+        query
+            .push(" ORDER BY received_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        Ok(query.build_query_as().fetch_all(self.pool()).await?)
+    }
+
+    /// Every recorded attempt of one delivery, in order.
+    pub async fn attempts(
+        &self,
+        event_id: Uuid,
+        destination: &str,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT attempt, status_code, error, duration_ms, at FROM delivery_attempts
+             WHERE event_id = $1 AND destination = $2 ORDER BY attempt, id",
+        )
+        .bind(event_id)
+        .bind(destination)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
