@@ -5,6 +5,7 @@
 
 Answers 204, or the status in the SINK_STATUS environment variable (e.g. 500 to watch retries
 and dead letters). Verifies webhook-signature with the example config's destination secret.
+Also prints the dead-letter alerts hookgate POSTs to /alerts.
 """
 import base64
 import hashlib
@@ -21,6 +22,11 @@ STATUS = int(os.environ.get("SINK_STATUS", "204"))
 class Sink(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        if self.path == "/alerts":  # hookgate's dead-letter alerts (alert_webhook_url)
+            print(f"ALERT {body.decode(errors='replace')}", flush=True)
+            self.send_response(204)
+            self.end_headers()
+            return
         msg_id, ts = self.headers.get("webhook-id", ""), self.headers.get("webhook-timestamp", "")
         signed = f"{msg_id}.{ts}.".encode() + body
         expected = "v1," + base64.b64encode(hmac.new(KEY, signed, hashlib.sha256).digest()).decode()

@@ -1,9 +1,12 @@
 //! Wiring: one process runs the receiver, the worker and the admin listener (or some of
 //! them), and stops them in order on shutdown.
 
+use crate::admin::Admin;
 use crate::config::Config;
+use crate::operations::Runner;
 use crate::queue::stream::Streams;
 use crate::receiver::{self, Receiver};
+use crate::replay::Replayer;
 use crate::store::Store;
 use crate::worker::Worker;
 use crate::{admin, telemetry};
@@ -76,6 +79,17 @@ impl Gateway {
 
         let config = Arc::new(config);
         let shutdown = CancellationToken::new();
+        let replayer = Arc::new(Replayer::new(&config, store.clone(), streams.clone()));
+        // Every process runs operations, so one started anywhere survives any one restart.
+        let runner = Arc::new(Runner::new(store.clone(), replayer.clone()));
+        let operations = tokio::spawn(runner.clone().run(shutdown.clone()));
+        let admin_api = Arc::new(Admin::new(
+            &config,
+            metrics.clone(),
+            store.clone(),
+            replayer,
+            runner,
+        ));
         let worker = roles.worker.then(|| {
             Worker::spawn(
                 config.clone(),
@@ -94,7 +108,7 @@ impl Gateway {
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                 .into_future()
         });
-        let admin = axum::serve(admin, admin::router(metrics.clone()))
+        let admin = axum::serve(admin, telemetry::traced(admin::router(admin_api)))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future();
         let upkeep = tokio::spawn(metrics_upkeep(metrics, shutdown.clone()));
@@ -120,6 +134,7 @@ impl Gateway {
                 worker.await?;
             }
             upkeep.await?;
+            operations.await?;
             Ok(())
         });
         tracing::info!(?public_addr, %admin_addr, ?roles, "hookgate started");

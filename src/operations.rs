@@ -65,7 +65,10 @@ impl Runner {
                     failures += 1;
                     tracing::warn!(%error, operation = %operation.id, failures, "bulk replay batch failed");
                     if failures >= MAX_BATCH_FAILURES {
-                        let _ = self.store.finish_operation(operation.id, Some(&error.to_string())).await;
+                        let _ = self
+                            .store
+                            .finish_operation(operation.id, Some(&error.to_string()))
+                            .await;
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(500 * u64::from(failures))).await;
@@ -77,7 +80,11 @@ impl Runner {
             let count = batch.replayed.len() as i64;
             let next = batch.next;
             let position = next.or(cursor);
-            match self.store.advance_operation(operation.id, count, position, LEASE).await {
+            match self
+                .store
+                .advance_operation(operation.id, count, position, LEASE)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => return, // cancelled
                 Err(error) => {

@@ -5,6 +5,7 @@ mod common;
 use common::proxy::Proxy;
 use common::sink::Sink;
 use common::{Running, TestEnv, redis_url, sign};
+use hookgate::app::Roles;
 use sqlx::postgres::PgConnectOptions;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
@@ -58,8 +59,12 @@ fn redis_addr() -> SocketAddr {
 async fn postgres_outage_answers_503_and_claims_nothing() {
     let env = TestEnv::new().await;
     let proxy = Proxy::start(postgres_addr(&env)).await;
-    let gw =
-        Running::start(env.config_with(&postgres_via(&env, &proxy), &redis_url(), SOURCE)).await;
+    // Only the receiver: a worker would consume the stream entries counted below.
+    let gw = Running::start_with_roles(
+        env.config_with(&postgres_via(&env, &proxy), &redis_url(), SOURCE),
+        Roles::RECEIVER,
+    )
+    .await;
     assert_eq!(
         gw.post("github", &webhook("before"), b"{}").await.json["status"],
         "accepted"

@@ -36,6 +36,8 @@ pub struct Config {
     /// Whether `/metrics` needs a token with the read scope (default: open, like most
     /// Prometheus targets on a private listener).
     pub metrics_need_token: bool,
+    /// Where dead-letter alerts are POSTed, besides the log and the metric.
+    pub alert_webhook_url: Option<String>,
     pub sources: Vec<Source>,
 }
 
@@ -67,6 +69,7 @@ struct RawConfig {
     admin_tokens: Vec<admin::RawAdminToken>,
     #[serde(default)]
     metrics_need_token: bool,
+    alert_webhook_url: Option<String>,
     #[serde(default)]
     sources: Vec<source::RawSource>,
 }
@@ -158,6 +161,14 @@ impl RawConfig {
             &["redis", "rediss"],
         );
 
+        // Alerts go out with the same HTTP client as deliveries, which speaks plain HTTP only.
+        if let Some(url) = &self.alert_webhook_url
+            && !url.starts_with("http://")
+        {
+            problems.push(format!(
+                "alert_webhook_url: {url:?} must start with http:// (https is not supported yet)"
+            ));
+        }
         let database_pool_size = self.database_pool_size.unwrap_or(16);
         if !(1..=1000).contains(&database_pool_size) {
             problems.push("database_pool_size: must be between 1 and 1000".to_string());
@@ -208,6 +219,7 @@ impl RawConfig {
             worker,
             admin_tokens,
             metrics_need_token: self.metrics_need_token,
+            alert_webhook_url: self.alert_webhook_url,
             sources,
         })
     }
@@ -533,7 +545,33 @@ mod tests {
             "admin_tokens[1].scopes: unknown scope \"delete\"",
             "admin_tokens[1].scopes: \"replay\" needs \"read\" too",
         ] {
-            assert!(found.iter().any(|p| p.starts_with(e)), "missing {e:?} in {found:#?}");
+            assert!(
+                found.iter().any(|p| p.starts_with(e)),
+                "missing {e:?} in {found:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn alert_settings_are_validated() {
+        let found = problems(&format!(
+            r#"alert_webhook_url = "https://alerts.example/hook"
+            {BASE}
+            [[sources]]
+            name = "s"
+            provider = "github"
+            secrets = ["x"]
+            dead_letter_alert = 0
+            "#
+        ));
+        for e in [
+            "alert_webhook_url: \"https://alerts.example/hook\" must start with http://",
+            "sources[0].dead_letter_alert: must be at least 1",
+        ] {
+            assert!(
+                found.iter().any(|p| p.starts_with(e)),
+                "missing {e:?} in {found:#?}"
+            );
         }
     }
 

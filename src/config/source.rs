@@ -86,6 +86,8 @@ pub struct Source {
     pub event_id: EventIdRule,
     pub destinations: Vec<Destination>,
     pub retry: RetryPolicy,
+    /// Open dead letters at which an alert fires.
+    pub dead_letter_alert: Option<u64>,
 }
 
 impl Source {
@@ -104,6 +106,7 @@ impl std::fmt::Debug for Source {
             .field("event_id", &self.event_id)
             .field("destinations", &self.destinations)
             .field("retry", &self.retry)
+            .field("dead_letter_alert", &self.dead_letter_alert)
             .finish_non_exhaustive()
     }
 }
@@ -128,6 +131,7 @@ pub(super) struct RawSource {
     #[serde(default)]
     destinations: Vec<RawDestination>,
     retry: Option<RawRetry>,
+    dead_letter_alert: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +232,9 @@ impl RawSource {
             Some(text) => p.take(units::duration(&format!("{key}.tolerance"), text)),
             None => Some(DEFAULT_TOLERANCE),
         };
+        if self.dead_letter_alert == Some(0) {
+            p.add("dead_letter_alert: must be at least 1 (leave it out for no alert)");
+        }
         let event_id = self.event_id_rule(provider, &mut p);
         self.check_preset_keys(provider, &mut p);
         let generic = match provider {
@@ -250,6 +257,7 @@ impl RawSource {
             event_id: event_id?,
             destinations,
             retry,
+            dead_letter_alert: self.dead_letter_alert,
         })
     }
 

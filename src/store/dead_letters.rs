@@ -7,6 +7,8 @@
 //! selections split the work instead of replaying a dead letter twice or waiting on each other.
 
 use super::{Store, StoreError};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::{Postgres, QueryBuilder};
 use std::collections::HashMap;
@@ -105,6 +107,36 @@ pub struct DeadLetter {
     pub event_status: String,
     /// The request headers as stored with the event.
     pub headers: serde_json::Value,
+}
+
+/// As JSON: the payload as text when it is UTF-8, else as base64, so binary bodies survive.
+impl serde::Serialize for DeadLetter {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Shown<'a> {
+            #[serde(flatten)]
+            summary: &'a DeadLetterSummary,
+            external_id: &'a str,
+            received_at: DateTime<Utc>,
+            event_status: &'a str,
+            headers: &'a serde_json::Value,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            payload: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            payload_base64: Option<String>,
+        }
+        let text = std::str::from_utf8(&self.payload).ok();
+        Shown {
+            summary: &self.summary,
+            external_id: &self.external_id,
+            received_at: self.received_at,
+            event_status: &self.event_status,
+            headers: &self.headers,
+            payload: text,
+            payload_base64: text.is_none().then(|| BASE64.encode(&self.payload)),
+        }
+        .serialize(serializer)
+    }
 }
 
 const SUMMARY_COLUMNS: &str = "id, event_id, source, destination, attempts, failure_kind, \

@@ -1,5 +1,6 @@
 //! Postgres: the source of truth. Runtime queries only, so the build needs no database.
 
+pub mod alerts;
 pub mod dead_letters;
 pub mod deliveries;
 pub mod events;

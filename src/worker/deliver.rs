@@ -114,9 +114,13 @@ impl Deliverer {
                 };
                 let body = response.bytes().await.unwrap_or_default();
                 let snippet = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_LIMIT)]);
+                let error = match snippet.trim() {
+                    "" => format!("HTTP {status}"),
+                    text => format!("HTTP {status}: {text}"),
+                };
                 Response {
                     status_code: Some(status.as_u16()),
-                    failure: Some((FailureKind::Rejected, format!("HTTP {status}: {snippet}"))),
+                    failure: Some((FailureKind::Rejected, error)),
                     retry_after,
                     duration: Duration::ZERO,
                 }

@@ -1,6 +1,7 @@
 //! The worker: reads the streams as one consumer of the shared group, delivers each event to
 //! its source's destinations, records the outcome in Postgres, and only then finishes the entry.
 
+mod alerts;
 pub mod backoff;
 mod deliver;
 mod reclaim;
@@ -71,6 +72,7 @@ impl Worker {
             self.store.clone(),
             self.streams.clone(),
             sources,
+            alerts::Alerts::new(&self.config),
             self.config.worker.schedule_interval,
             shutdown.clone(),
         ));

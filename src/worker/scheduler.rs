@@ -2,6 +2,7 @@
 //! at ingest, and everything a Redis that lost its data forgot. Postgres knows what is owed;
 //! the `queued` set says what is already on a stream, so nothing is enqueued twice.
 
+use super::alerts::Alerts;
 use crate::queue::QueueError;
 use crate::queue::stream::Streams;
 use crate::store::deliveries::Due;
@@ -28,6 +29,7 @@ pub async fn run(
     store: Store,
     streams: Streams,
     sources: Vec<String>,
+    alerts: Alerts,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -55,7 +57,7 @@ pub async fn run(
         }
         if gauges_at.is_none_or(|at| at.elapsed() >= GAUGE_PERIOD) {
             gauges_at = Some(Instant::now());
-            update_gauges(&store, &streams, &sources).await;
+            update_gauges(&store, &streams, &sources, &alerts).await;
         }
     }
 }
@@ -88,8 +90,9 @@ async fn requeue_page(
         .flatten())
 }
 
-async fn update_gauges(store: &Store, streams: &Streams, sources: &[String]) {
+async fn update_gauges(store: &Store, streams: &Streams, sources: &[String], alerts: &Alerts) {
     if let Ok(depths) = store.dead_letter_depth().await {
+        alerts.observe(store, &depths).await;
         for source in sources {
             let depth = depths
                 .iter()

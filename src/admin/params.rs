@@ -1,0 +1,198 @@
+//! Query parameters shared by the listings: time ranges, page size and opaque cursors. Each
+//! bad value is a 400 that names the parameter and what it accepts.
+
+use super::error::ApiError;
+use crate::store::Keyset;
+use crate::time_filter;
+use axum::extract::{FromRequest, FromRequestParts, Json, Path, Query};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Query parameters; unknown ones are refused (`deny_unknown_fields`), so a typo such as
+/// `?sorce=github` is a 400 rather than a silently unfiltered listing.
+#[derive(FromRequestParts)]
+#[from_request(via(Query), rejection(ApiError))]
+pub struct Params<T>(pub T);
+
+/// A path segment such as `{id}`.
+#[derive(FromRequestParts)]
+#[from_request(via(Path), rejection(ApiError))]
+pub struct Id<T>(pub T);
+
+/// A JSON request body.
+#[derive(FromRequest)]
+#[from_request(via(Json), rejection(ApiError))]
+pub struct Body<T>(pub T);
+
+/// One page of a listing.
+#[derive(Debug, Serialize)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 500;
+
+/// A time parameter: RFC 3339, or an age such as `12h` meaning that long ago.
+pub fn time(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    value
+        .map(|text| {
+            time_filter::parse(text, Utc::now()).ok_or_else(|| {
+                ApiError::bad(
+                    "bad-time",
+                    format!(
+                        "{name}={text:?} is neither an RFC 3339 time (2026-11-23T08:00:00Z) \
+                         nor an age (12h)"
+                    ),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// `since` (inclusive) and `until` (exclusive).
+pub struct Range {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Parses `since` and `until`, checked to describe a non-empty range.
+pub fn range(since: Option<&str>, until: Option<&str>) -> Result<Range, ApiError> {
+    let range = Range {
+        since: time("since", since)?,
+        until: time("until", until)?,
+    };
+    if let (Some(s), Some(u)) = (range.since, range.until)
+        && s >= u
+    {
+        return Err(ApiError::bad(
+            "bad-time",
+            "since must be earlier than until",
+        ));
+    }
+    Ok(range)
+}
+
+/// One page of a newest-first listing.
+pub struct Page {
+    pub limit: u32,
+    /// Items strictly older than this; `None` for the first page.
+    pub before: Option<Keyset>,
+}
+
+impl Page {
+    pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, ApiError> {
+        let limit = match limit {
+            None => DEFAULT_LIMIT,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n @ 1..=MAX_LIMIT) => n,
+                _ => {
+                    return Err(ApiError::bad(
+                        "bad-limit",
+                        format!("limit={text:?} must be a whole number from 1 to {MAX_LIMIT}"),
+                    ));
+                }
+            },
+        };
+        let before = cursor.map(decode_cursor).transpose()?;
+        Ok(Self { limit, before })
+    }
+
+    /// How many rows to fetch: one more than the page, to learn whether another follows.
+    pub fn fetch(&self) -> u32 {
+        self.limit + 1
+    }
+
+    /// Cuts `rows` (fetched with [`Page::fetch`]) to the page and returns the cursor of the
+    /// next page, if there is one.
+    pub fn finish<T>(&self, rows: &mut Vec<T>, key: impl Fn(&T) -> Keyset) -> Option<String> {
+        if rows.len() <= self.limit as usize {
+            return None;
+        }
+        rows.truncate(self.limit as usize);
+        rows.last().map(|last| encode_cursor(key(last)))
+    }
+}
+
+/// Opaque to clients; inside, the last item's time (microseconds, Postgres' precision) and id.
+fn encode_cursor(at: Keyset) -> String {
+    BASE64URL.encode(format!("{}/{}", at.at.timestamp_micros(), at.id))
+}
+
+fn decode_cursor(text: &str) -> Result<Keyset, ApiError> {
+    let decoded = BASE64URL
+        .decode(text)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|inner| {
+            let (micros, id) = inner.split_once('/')?;
+            Some(Keyset {
+                at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+                id: Uuid::parse_str(id).ok()?,
+            })
+        });
+    decoded.ok_or_else(|| {
+        ApiError::bad(
+            "bad-cursor",
+            "cursor is not one this API returned; pass next_cursor from the previous page as is",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let key = Keyset {
+            at: "2026-11-23T08:00:00.123456Z".parse().unwrap(),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(decode_cursor(&encode_cursor(key)).unwrap(), key);
+        for bad in [
+            "",
+            "!!",
+            "bm90LWEtY3Vyc29y",
+            &BASE64URL.encode("1/not-a-uuid"),
+        ] {
+            assert!(decode_cursor(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn limits_default_and_are_bounded() {
+        assert_eq!(Page::parse(None, None).unwrap().limit, DEFAULT_LIMIT);
+        assert_eq!(Page::parse(Some("500"), None).unwrap().limit, 500);
+        for bad in ["0", "501", "-1", "ten", "1e3"] {
+            assert!(Page::parse(Some(bad), None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_page_keeps_its_limit_and_points_past_its_last_row() {
+        let page = Page::parse(Some("2"), None).unwrap();
+        let key = |n: &i64| Keyset {
+            at: DateTime::from_timestamp_micros(*n).unwrap(),
+            id: Uuid::nil(),
+        };
+        let mut rows = vec![3, 2, 1];
+        let next = page.finish(&mut rows, key).unwrap();
+        assert_eq!(rows, [3, 2]);
+        assert_eq!(decode_cursor(&next).unwrap(), key(&2));
+        let mut last = vec![1];
+        assert_eq!(page.finish(&mut last, key), None);
+    }
+
+    #[test]
+    fn ranges_must_not_be_empty() {
+        assert!(range(Some("2026-11-23T08:00:00Z"), Some("2026-11-23T07:00:00Z")).is_err());
+        assert!(range(Some("2026-11-23T08:00:00Z"), Some("2026-11-23T09:00:00Z")).is_ok());
+        assert!(range(Some("last tuesday"), None).is_err());
+    }
+}
