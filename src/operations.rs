@@ -53,14 +53,21 @@ impl Runner {
     }
 
     async fn execute(&self, operation: Operation, shutdown: &CancellationToken) {
-        let filter = (&operation.filter.0).into();
         let mut cursor = operation.cursor();
         let mut failures = 0;
         tracing::info!(operation = %operation.id, resumed = cursor.is_some(), "bulk replay running");
         // On shutdown the lease simply runs out and another process resumes the operation.
         while !shutdown.is_cancelled() {
-            let replayed = match self.replayer.matching(&filter, cursor).await {
-                Ok(replayed) => replayed,
+            let batch = match self
+                .replayer
+                .operation_batch(&operation, cursor, LEASE)
+                .await
+            {
+                Ok(Some(replayed)) => replayed.batch,
+                Ok(None) => {
+                    tracing::info!(operation = %operation.id, "bulk replay cancelled");
+                    return;
+                }
                 Err(error) => {
                     failures += 1;
                     tracing::warn!(%error, operation = %operation.id, failures, "bulk replay batch failed");
@@ -76,27 +83,11 @@ impl Runner {
                 }
             };
             failures = 0;
-            let batch = replayed.batch;
-            let count = batch.replayed.len() as i64;
-            let next = batch.next;
-            let position = next.or(cursor);
-            match self
-                .store
-                .advance_operation(operation.id, count, position, LEASE)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => return, // cancelled
-                Err(error) => {
-                    tracing::warn!(%error, operation = %operation.id, "cannot record progress; the operation will be resumed");
-                    return;
-                }
-            }
-            match next {
+            match batch.next {
                 Some(next) => cursor = Some(next),
                 None => {
                     if let Err(error) = self.store.finish_operation(operation.id, None).await {
-                        tracing::warn!(%error, operation = %operation.id, "cannot mark the operation finished");
+                        tracing::warn!(%error, operation = %operation.id, "cannot mark the operation finished; it will be resumed");
                     }
                     tracing::info!(operation = %operation.id, "bulk replay done");
                     return;

@@ -4,9 +4,11 @@
 use crate::config::Config;
 use crate::queue::stream::Streams;
 use crate::store::dead_letters::{Cursor, DeadLetterFilter, ReplayBatch};
+use crate::store::operations::Operation;
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 use uuid::Uuid;
 
 pub struct Replayer {
@@ -59,6 +61,24 @@ impl Replayer {
             .replay_dead_letters_matching(filter, after, &self.budgets)
             .await?;
         Ok(self.enqueue(batch).await)
+    }
+
+    /// Replays the next batch of a bulk operation, recording its progress; `None` once the
+    /// operation is no longer running (cancelled).
+    pub async fn operation_batch(
+        &self,
+        operation: &Operation,
+        after: Option<Cursor>,
+        lease: Duration,
+    ) -> Result<Option<Replayed>, StoreError> {
+        let batch = self
+            .store
+            .replay_operation_batch(operation, after, &self.budgets, lease)
+            .await?;
+        Ok(match batch {
+            Some(batch) => Some(self.enqueue(batch).await),
+            None => None,
+        })
     }
 
     /// The Redis error that stopped enqueueing, if any.

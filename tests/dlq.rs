@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestEnv, redis_url};
+use common::{TestEnv, redis_url, seed};
 use serde_json::Value;
 use std::io::Write;
 use uuid::Uuid;
@@ -102,83 +102,6 @@ impl Cli {
         self.run(&all).await
     }
 
-    /// An event dead-lettered for `destination` after 3 attempts, its dead letter created at
-    /// `created_at` (SQL timestamptz text). Returns the dead letter's id.
-    async fn seed(&self, source: &str, destination: &str, created_at: &str) -> Uuid {
-        self.seed_with(
-            source,
-            destination,
-            created_at,
-            b"{\"hello\":\"world\"}",
-            "HTTP 500",
-        )
-        .await
-    }
-
-    async fn seed_with(
-        &self,
-        source: &str,
-        destination: &str,
-        created_at: &str,
-        payload: &[u8],
-        last_error: &str,
-    ) -> Uuid {
-        let event = Uuid::new_v4();
-        let id = Uuid::new_v4();
-        sqlx::query(
-            "WITH e AS (
-                 INSERT INTO events (id, source, external_id, payload, headers, status)
-                 VALUES ($1, $3, 'ext-' || $1::text, $5, '[]'::jsonb, 'dead_lettered')
-                 RETURNING id
-             ), d AS (
-                 INSERT INTO deliveries (event_id, destination, state, attempts, max_attempts,
-                                         last_status, last_error)
-                 SELECT id, $4, 'dead', 3, 3, 500, $6 FROM e
-             )
-             INSERT INTO dead_letters (id, event_id, source, destination, payload, attempts,
-                                       last_error, last_status, failure_kind, first_attempt_at,
-                                       last_attempt_at, created_at)
-             SELECT $2, id, $3, $4, $5, 3, $6, 500, 'rejected', $7::timestamptz - interval '1 hour',
-                    $7::timestamptz, $7::timestamptz
-             FROM e",
-        )
-        .bind(event)
-        .bind(id)
-        .bind(source)
-        .bind(destination)
-        .bind(payload)
-        .bind(last_error)
-        .bind(created_at)
-        .execute(&self.env.db)
-        .await
-        .unwrap();
-        id
-    }
-
-    /// `count` dead letters of `github`/`ci`, created 1..=count seconds ago.
-    async fn seed_many(&self, count: i32) {
-        sqlx::query(
-            "WITH e AS (
-                 INSERT INTO events (id, source, external_id, payload, headers, status)
-                 SELECT gen_random_uuid(), 'github', 'new-' || g, '{}', '[]', 'dead_lettered'
-                 FROM generate_series(1, $1) g
-                 RETURNING id, external_id
-             ), d AS (
-                 INSERT INTO deliveries (event_id, destination, state, attempts, max_attempts)
-                 SELECT id, 'ci', 'dead', 3, 3 FROM e
-             )
-             INSERT INTO dead_letters (id, event_id, source, destination, payload, attempts,
-                                       last_error, last_status, failure_kind, created_at)
-             SELECT gen_random_uuid(), id, 'github', 'ci', '{}', 3, 'HTTP 503', 503, 'rejected',
-                    now() - split_part(external_id, '-', 2)::int * interval '1 second'
-             FROM e",
-        )
-        .bind(count)
-        .execute(&self.env.db)
-        .await
-        .unwrap();
-    }
-
     async fn count(&self, sql: &'static str) -> i64 {
         self.env.count(sql).await
     }
@@ -237,13 +160,19 @@ fn json_ids(value: &Value) -> Vec<Uuid> {
 async fn list_shows_open_dead_letters_newest_first_with_filters() {
     let cli = Cli::new().await;
     let long_error = format!("HTTP 500: {}", "x".repeat(200));
-    let a = cli
-        .seed_with("github", "ci", "2026-01-01T09:00:00Z", b"a", &long_error)
-        .await;
-    let b = cli.seed("github", "ci", "2026-01-01T10:00:00Z").await;
-    let c = cli.seed("gitlab", "ci", "2026-01-01T11:00:00Z").await;
-    let d = cli.seed("github", "audit", "2026-01-01T12:00:00Z").await;
-    let replayed = cli.seed("github", "ci", "2026-01-01T08:00:00Z").await;
+    let a = seed::dead_letter_with(
+        &cli.env.db,
+        "github",
+        "ci",
+        "2026-01-01T09:00:00Z",
+        b"a",
+        &long_error,
+    )
+    .await;
+    let b = seed::dead_letter(&cli.env.db, "github", "ci", "2026-01-01T10:00:00Z").await;
+    let c = seed::dead_letter(&cli.env.db, "gitlab", "ci", "2026-01-01T11:00:00Z").await;
+    let d = seed::dead_letter(&cli.env.db, "github", "audit", "2026-01-01T12:00:00Z").await;
+    let replayed = seed::dead_letter(&cli.env.db, "github", "ci", "2026-01-01T08:00:00Z").await;
     sqlx::query("UPDATE dead_letters SET replayed_at = now() WHERE id = $1")
         .bind(replayed)
         .execute(&cli.env.db)
@@ -334,8 +263,8 @@ async fn list_shows_open_dead_letters_newest_first_with_filters() {
 #[tokio::test]
 async fn list_json_is_an_array_of_dead_letters() {
     let cli = Cli::new().await;
-    let a = cli.seed("github", "ci", "2026-01-01T09:00:00Z").await;
-    let b = cli.seed("gitlab", "ci", "2026-01-01T10:00:00Z").await;
+    let a = seed::dead_letter(&cli.env.db, "github", "ci", "2026-01-01T09:00:00Z").await;
+    let b = seed::dead_letter(&cli.env.db, "gitlab", "ci", "2026-01-01T10:00:00Z").await;
 
     let out = cli.dlq(&["list", "--json"]).await;
     out.assert_ok();
@@ -383,24 +312,24 @@ async fn list_json_is_an_array_of_dead_letters() {
 #[tokio::test]
 async fn show_prints_the_dead_letter_its_event_and_payload() {
     let cli = Cli::new().await;
-    let text = cli
-        .seed_with(
-            "github",
-            "ci",
-            "2026-01-01T09:00:00Z",
-            b"{\"action\":\"opened\"}",
-            "HTTP 502: bad gateway",
-        )
-        .await;
-    let binary = cli
-        .seed_with(
-            "github",
-            "ci",
-            "2026-01-01T09:00:00Z",
-            &[0xff, 0x00, 0xfe],
-            "timeout",
-        )
-        .await;
+    let text = seed::dead_letter_with(
+        &cli.env.db,
+        "github",
+        "ci",
+        "2026-01-01T09:00:00Z",
+        b"{\"action\":\"opened\"}",
+        "HTTP 502: bad gateway",
+    )
+    .await;
+    let binary = seed::dead_letter_with(
+        &cli.env.db,
+        "github",
+        "ci",
+        "2026-01-01T09:00:00Z",
+        &[0xff, 0x00, 0xfe],
+        "timeout",
+    )
+    .await;
     let event: Uuid = sqlx::query_scalar("SELECT event_id FROM dead_letters WHERE id = $1")
         .bind(text)
         .fetch_one(&cli.env.db)
@@ -461,8 +390,8 @@ async fn show_refuses_unknown_and_malformed_ids() {
 #[tokio::test]
 async fn replaying_one_dead_letter_revives_its_delivery_and_queues_its_event() {
     let cli = Cli::new().await;
-    let id = cli.seed("github", "ci", "2026-01-01T09:00:00Z").await;
-    let other = cli.seed("github", "ci", "2026-01-01T09:00:00Z").await;
+    let id = seed::dead_letter(&cli.env.db, "github", "ci", "2026-01-01T09:00:00Z").await;
+    let other = seed::dead_letter(&cli.env.db, "github", "ci", "2026-01-01T09:00:00Z").await;
 
     let out = cli.dlq(&["replay", &id.to_string()]).await;
     out.assert_ok();
@@ -522,7 +451,7 @@ async fn replaying_one_dead_letter_revives_its_delivery_and_queues_its_event() {
 #[tokio::test]
 async fn replaying_for_a_source_no_longer_configured_reuses_the_previous_budget() {
     let cli = Cli::new().await;
-    let id = cli.seed("gitlab", "ci", "2026-01-01T09:00:00Z").await;
+    let id = seed::dead_letter(&cli.env.db, "gitlab", "ci", "2026-01-01T09:00:00Z").await;
 
     let out = cli.dlq(&["replay", "--json", &id.to_string()]).await;
     let json = out.assert_ok().json();
@@ -538,8 +467,8 @@ async fn replaying_for_a_source_no_longer_configured_reuses_the_previous_budget(
 #[tokio::test]
 async fn replaying_an_already_replayed_or_unknown_id_changes_nothing() {
     let cli = Cli::new().await;
-    let done = cli.seed("github", "ci", "2026-01-01T09:00:00Z").await;
-    let open = cli.seed("github", "ci", "2026-01-01T09:00:00Z").await;
+    let done = seed::dead_letter(&cli.env.db, "github", "ci", "2026-01-01T09:00:00Z").await;
+    let open = seed::dead_letter(&cli.env.db, "github", "ci", "2026-01-01T09:00:00Z").await;
     cli.dlq(&["replay", &done.to_string()]).await.assert_ok();
     let replayed_at = cli.replayed_at(done).await.unwrap();
     let transitions = cli.count("SELECT count(*) FROM event_transitions").await;
@@ -568,7 +497,7 @@ async fn replaying_an_already_replayed_or_unknown_id_changes_nothing() {
 #[tokio::test]
 async fn replay_all_with_since_replays_exactly_the_matching_thousands() {
     let cli = Cli::new().await;
-    cli.seed_many(2_500).await;
+    seed::dead_letters(&cli.env.db, "github", "ci", 2_500).await;
     // Older than the window: left dead.
     sqlx::query(
         "WITH e AS (
@@ -641,7 +570,7 @@ async fn replay_needs_ids_or_all() {
     let cli = Cli::new().await;
     let out = cli.dlq(&["replay"]).await;
     assert!(!out.ok, "{}", out.stdout);
-    let id = cli.seed("github", "ci", "2026-01-01T09:00:00Z").await;
+    let id = seed::dead_letter(&cli.env.db, "github", "ci", "2026-01-01T09:00:00Z").await;
     let out = cli.dlq(&["replay", &id.to_string(), "--all"]).await;
     assert!(!out.ok, "{}", out.stdout);
     assert!(cli.replayed_at(id).await.is_none());
@@ -650,7 +579,7 @@ async fn replay_needs_ids_or_all() {
 #[tokio::test]
 async fn replay_succeeds_with_a_warning_when_redis_is_down() {
     let cli = Cli::with_redis("redis://127.0.0.1:9").await;
-    let id = cli.seed("github", "ci", "2026-01-01T09:00:00Z").await;
+    let id = seed::dead_letter(&cli.env.db, "github", "ci", "2026-01-01T09:00:00Z").await;
 
     let out = cli.dlq(&["replay", &id.to_string()]).await;
     out.assert_ok();
@@ -666,10 +595,10 @@ async fn replay_succeeds_with_a_warning_when_redis_is_down() {
 #[tokio::test]
 async fn purge_deletes_dead_letters_and_leaves_deliveries_dead() {
     let cli = Cli::new().await;
-    let one = cli.seed("github", "ci", "2026-01-01T09:00:00Z").await;
-    let gitlab = cli.seed("gitlab", "ci", "2026-01-01T09:00:00Z").await;
+    let one = seed::dead_letter(&cli.env.db, "github", "ci", "2026-01-01T09:00:00Z").await;
+    let gitlab = seed::dead_letter(&cli.env.db, "gitlab", "ci", "2026-01-01T09:00:00Z").await;
     for _ in 0..3 {
-        cli.seed("github", "ci", "2026-01-01T10:00:00Z").await;
+        seed::dead_letter(&cli.env.db, "github", "ci", "2026-01-01T10:00:00Z").await;
     }
 
     let out = cli.dlq(&["purge", &one.to_string()]).await;
@@ -713,8 +642,8 @@ async fn purge_deletes_dead_letters_and_leaves_deliveries_dead() {
 #[tokio::test]
 async fn purge_all_by_default_keeps_replayed_dead_letters() {
     let cli = Cli::new().await;
-    let replayed = cli.seed("github", "ci", "2026-01-01T09:00:00Z").await;
-    cli.seed("github", "ci", "2026-01-01T09:00:00Z").await;
+    let replayed = seed::dead_letter(&cli.env.db, "github", "ci", "2026-01-01T09:00:00Z").await;
+    seed::dead_letter(&cli.env.db, "github", "ci", "2026-01-01T09:00:00Z").await;
     cli.dlq(&["replay", &replayed.to_string()])
         .await
         .assert_ok();
@@ -737,7 +666,7 @@ async fn purge_all_by_default_keeps_replayed_dead_letters() {
 #[tokio::test]
 async fn bad_time_filters_are_refused_with_the_reason() {
     let cli = Cli::new().await;
-    let id = cli.seed("github", "ci", "2026-01-01T09:00:00Z").await;
+    let id = seed::dead_letter(&cli.env.db, "github", "ci", "2026-01-01T09:00:00Z").await;
     cli.dlq(&["list", "--since", "yesterday"])
         .await
         .assert_fails_with("--since \"yesterday\" is neither an RFC 3339 time");

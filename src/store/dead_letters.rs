@@ -10,7 +10,7 @@ use super::{Store, StoreError};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -276,107 +276,22 @@ impl Store {
         after: Option<Cursor>,
         budgets: &HashMap<String, u32>,
     ) -> Result<ReplayBatch, StoreError> {
-        let filter = DeadLetterFilter {
-            include_replayed: false,
-            ..filter.clone()
-        };
-        let mut query = QueryBuilder::new(
-            "SELECT id, event_id, source, destination, created_at FROM dead_letters WHERE TRUE",
-        );
-        push_keyset(&mut query, &filter, after);
-        self.replay_batch(query, budgets, BATCH).await
+        self.replay_batch(replay_select(filter, after), budgets, BATCH)
+            .await
     }
 
     /// One transaction: lock the dead letters `select` picks, mark them replayed, give their
     /// deliveries a fresh attempt budget and put their events back to pending.
     async fn replay_batch(
         &self,
-        mut select: QueryBuilder<Postgres>,
+        select: QueryBuilder<Postgres>,
         budgets: &HashMap<String, u32>,
         batch: usize,
     ) -> Result<ReplayBatch, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let picked: Vec<Picked> = select.build_query_as().fetch_all(&mut *tx).await?;
-        let Some(last) = picked.last() else {
-            tx.commit().await?;
-            return Ok(ReplayBatch::default());
-        };
-        let next = (picked.len() >= batch).then_some(Cursor {
-            at: last.created_at,
-            id: last.id,
-        });
-        let ids: Vec<Uuid> = picked.iter().map(|p| p.id).collect();
-        sqlx::query("UPDATE dead_letters SET replayed_at = now() WHERE id = ANY($1)")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-
-        let events: Vec<Uuid> = picked.iter().map(|p| p.event_id).collect();
-        let destinations: Vec<&str> = picked.iter().map(|p| p.destination.as_str()).collect();
-        // NULL for a source no longer configured: the delivery keeps its previous budget.
-        let budget: Vec<Option<i32>> = picked
-            .iter()
-            .map(|p| budgets.get(&p.source).map(|&n| n as i32))
-            .collect();
-        // Rows are locked in key order, so concurrent replays cannot deadlock on them.
-        let revived: Vec<(Uuid, String)> = sqlx::query_as(
-            "WITH wanted AS (
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[])
-                     AS w (event_id, destination, budget)
-             ), locked AS (
-                 SELECT d.event_id, d.destination, w.budget
-                 FROM deliveries d JOIN wanted w USING (event_id, destination)
-                 WHERE d.state = 'dead'
-                 ORDER BY d.event_id, d.destination
-                 FOR UPDATE OF d
-             )
-             UPDATE deliveries d
-             SET state = 'pending',
-                 reason = 'replayed',
-                 max_attempts = d.attempts + COALESCE(l.budget, d.max_attempts),
-                 next_attempt_at = now(),
-                 lease_until = NULL,
-                 lease_token = NULL
-             FROM locked l
-             WHERE d.event_id = l.event_id AND d.destination = l.destination
-               AND d.state = 'dead'
-             RETURNING d.event_id, d.destination",
-        )
-        .bind(&events)
-        .bind(&destinations)
-        .bind(&budget)
-        .fetch_all(&mut *tx)
-        .await?;
-
-        let mut revived_events: Vec<Uuid> = revived.iter().map(|(e, _)| *e).collect();
-        revived_events.sort_unstable();
-        revived_events.dedup();
-        sqlx::query(
-            "UPDATE events SET status = 'pending'
-             WHERE id IN (SELECT id FROM events
-                          WHERE id = ANY($1) AND status = 'dead_lettered'
-                          ORDER BY id FOR UPDATE)",
-        )
-        .bind(&revived_events)
-        .execute(&mut *tx)
-        .await?;
+        let replayed = replay_batch_in(&mut tx, select, budgets, batch).await?;
         tx.commit().await?;
-
-        let mut events_by_source: HashMap<String, Vec<Uuid>> = HashMap::new();
-        for p in &picked {
-            if revived_events.binary_search(&p.event_id).is_ok() {
-                let events = events_by_source.entry(p.source.clone()).or_default();
-                if !events.contains(&p.event_id) {
-                    events.push(p.event_id);
-                }
-            }
-        }
-        Ok(ReplayBatch {
-            without_dead_delivery: picked.len().saturating_sub(revived.len()),
-            replayed: ids,
-            events_by_source,
-            next,
-        })
+        Ok(replayed)
     }
 
     /// Deletes `ids` (at most [`BATCH`]); their deliveries stay dead.
@@ -435,4 +350,108 @@ fn push_keyset(
         .push(" ORDER BY created_at, id LIMIT ")
         .push_bind(BATCH as i64)
         .push(" FOR UPDATE SKIP LOCKED");
+}
+
+/// Picks the next [`BATCH`] open dead letters matching `filter` after `after`, for replaying.
+pub(super) fn replay_select(
+    filter: &DeadLetterFilter,
+    after: Option<Cursor>,
+) -> QueryBuilder<Postgres> {
+    let filter = DeadLetterFilter {
+        include_replayed: false,
+        ..filter.clone()
+    };
+    let mut query = QueryBuilder::new(
+        "SELECT id, event_id, source, destination, created_at FROM dead_letters WHERE TRUE",
+    );
+    push_keyset(&mut query, &filter, after);
+    query
+}
+
+/// [`Store::replay_batch`] inside the caller's transaction, which commits it.
+pub(super) async fn replay_batch_in(
+    tx: &mut PgConnection,
+    mut select: QueryBuilder<Postgres>,
+    budgets: &HashMap<String, u32>,
+    batch: usize,
+) -> Result<ReplayBatch, StoreError> {
+    let picked: Vec<Picked> = select.build_query_as().fetch_all(&mut *tx).await?;
+    let Some(last) = picked.last() else {
+        return Ok(ReplayBatch::default());
+    };
+    let next = (picked.len() >= batch).then_some(Cursor {
+        at: last.created_at,
+        id: last.id,
+    });
+    let ids: Vec<Uuid> = picked.iter().map(|p| p.id).collect();
+    sqlx::query("UPDATE dead_letters SET replayed_at = now() WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+
+    let events: Vec<Uuid> = picked.iter().map(|p| p.event_id).collect();
+    let destinations: Vec<&str> = picked.iter().map(|p| p.destination.as_str()).collect();
+    // NULL for a source no longer configured: the delivery keeps its previous budget.
+    let budget: Vec<Option<i32>> = picked
+        .iter()
+        .map(|p| budgets.get(&p.source).map(|&n| n as i32))
+        .collect();
+    // Rows are locked in key order, so concurrent replays cannot deadlock on them.
+    let revived: Vec<(Uuid, String)> = sqlx::query_as(
+        "WITH wanted AS (
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[])
+                     AS w (event_id, destination, budget)
+             ), locked AS (
+                 SELECT d.event_id, d.destination, w.budget
+                 FROM deliveries d JOIN wanted w USING (event_id, destination)
+                 WHERE d.state = 'dead'
+                 ORDER BY d.event_id, d.destination
+                 FOR UPDATE OF d
+             )
+             UPDATE deliveries d
+             SET state = 'pending',
+                 reason = 'replayed',
+                 max_attempts = d.attempts + COALESCE(l.budget, d.max_attempts),
+                 next_attempt_at = now(),
+                 lease_until = NULL,
+                 lease_token = NULL
+             FROM locked l
+             WHERE d.event_id = l.event_id AND d.destination = l.destination
+               AND d.state = 'dead'
+             RETURNING d.event_id, d.destination",
+    )
+    .bind(&events)
+    .bind(&destinations)
+    .bind(&budget)
+    .fetch_all(&mut *tx)
+    .await?;
+
+    let mut revived_events: Vec<Uuid> = revived.iter().map(|(e, _)| *e).collect();
+    revived_events.sort_unstable();
+    revived_events.dedup();
+    sqlx::query(
+        "UPDATE events SET status = 'pending'
+             WHERE id IN (SELECT id FROM events
+                          WHERE id = ANY($1) AND status = 'dead_lettered'
+                          ORDER BY id FOR UPDATE)",
+    )
+    .bind(&revived_events)
+    .execute(&mut *tx)
+    .await?;
+
+    let mut events_by_source: HashMap<String, Vec<Uuid>> = HashMap::new();
+    for p in &picked {
+        if revived_events.binary_search(&p.event_id).is_ok() {
+            let events = events_by_source.entry(p.source.clone()).or_default();
+            if !events.contains(&p.event_id) {
+                events.push(p.event_id);
+            }
+        }
+    }
+    Ok(ReplayBatch {
+        without_dead_delivery: picked.len().saturating_sub(revived.len()),
+        replayed: ids,
+        events_by_source,
+        next,
+    })
 }

@@ -1,11 +1,12 @@
 //! Long-running operations (bulk replays): created by the admin API, run by any process's
 //! runner under a lease, resumable from their last committed position.
 
-use super::dead_letters::DeadLetterFilter;
+use super::dead_letters::{BATCH, DeadLetterFilter, ReplayBatch, replay_batch_in, replay_select};
 use super::{Keyset, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
+use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -58,6 +59,18 @@ impl Operation {
         self.state == "running"
     }
 
+    /// What the operation replays: its filter, cut at its start, so dead letters that arrive
+    /// while it runs (its own failed replays among them) are not taken in.
+    pub fn selection(&self) -> DeadLetterFilter {
+        let mut selection = DeadLetterFilter::from(&self.filter.0);
+        selection.until = Some(
+            selection
+                .until
+                .map_or(self.created_at, |u| u.min(self.created_at)),
+        );
+        selection
+    }
+
     pub fn cursor(&self) -> Option<Keyset> {
         Some(Keyset {
             at: self.cursor_at?,
@@ -75,14 +88,22 @@ impl Store {
         &self,
         filter: &OperationFilter,
     ) -> Result<Operation, StoreError> {
-        let matched = self.count_dead_letters(&filter.into()).await?;
+        // The database's clock, which also stamps dead letters, marks where the selection ends.
+        let started: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+            .fetch_one(self.pool())
+            .await?;
+        let mut selection = DeadLetterFilter::from(filter);
+        selection.until = Some(selection.until.map_or(started, |u| u.min(started)));
+        let matched = self.count_dead_letters(&selection).await?;
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO operations (id, kind, filter, matched) VALUES ($1, 'replay', $2, $3)
+            "INSERT INTO operations (id, kind, filter, matched, created_at, updated_at)
+             VALUES ($1, 'replay', $2, $3, $4, $4)
              RETURNING {COLUMNS}"
         )))
         .bind(Uuid::now_v7())
         .bind(Json(filter))
         .bind(matched)
+        .bind(started)
         .fetch_one(self.pool())
         .await?)
     }
@@ -123,30 +144,45 @@ impl Store {
         .await?)
     }
 
-    /// Commits one batch's progress and where to resume, renewing the lease. `false` when the
-    /// operation is no longer running (cancelled): the runner stops.
-    pub async fn advance_operation(
+    /// Replays the operation's next batch after `after` and records the progress in the same
+    /// transaction, so the count stays exact whatever lands between batches: a cancel (it
+    /// waits for this row lock, or this batch sees it and replays nothing) or a crash (the
+    /// batch and its count commit together). Renews the lease. `None` once the operation is no
+    /// longer running.
+    pub async fn replay_operation_batch(
         &self,
-        id: Uuid,
-        replayed: i64,
-        cursor: Option<Keyset>,
+        operation: &Operation,
+        after: Option<Keyset>,
+        budgets: &HashMap<String, u32>,
         lease: Duration,
-    ) -> Result<bool, StoreError> {
-        let updated = sqlx::query(
+    ) -> Result<Option<ReplayBatch>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let state: String =
+            sqlx::query_scalar("SELECT state FROM operations WHERE id = $1 FOR UPDATE")
+                .bind(operation.id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if state != "running" {
+            return Ok(None);
+        }
+        let select = replay_select(&operation.selection(), after);
+        let batch = replay_batch_in(&mut tx, select, budgets, BATCH).await?;
+        let position = batch.next.or(after);
+        sqlx::query(
             "UPDATE operations
-             SET replayed = replayed + $2, cursor_at = coalesce($3, cursor_at),
-                 cursor_id = coalesce($4, cursor_id), updated_at = now(),
+             SET replayed = replayed + $2, cursor_at = $3, cursor_id = $4, updated_at = now(),
                  lease_until = now() + make_interval(secs => $5)
-             WHERE id = $1 AND state = 'running'",
+             WHERE id = $1",
         )
-        .bind(id)
-        .bind(replayed)
-        .bind(cursor.map(|c| c.at))
-        .bind(cursor.map(|c| c.id))
+        .bind(operation.id)
+        .bind(batch.replayed.len() as i64)
+        .bind(position.map(|c| c.at))
+        .bind(position.map(|c| c.id))
         .bind(lease.as_secs_f64())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(updated.rows_affected() == 1)
+        tx.commit().await?;
+        Ok(Some(batch))
     }
 
     /// Ends a running operation: `succeeded`, or `failed` with its error.

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod proxy;
+pub mod seed;
 pub mod sign;
 pub mod sink;
 
@@ -76,16 +77,29 @@ impl TestEnv {
     }
 
     pub fn config_with(&self, database_url: &str, redis_url: &str, sources: &str) -> Config {
-        let text = self.config_text_with(database_url, redis_url, sources);
+        let text = self.config_text_with(database_url, redis_url, "", sources);
+        Config::parse("test.toml", &text, &|_| None).unwrap()
+    }
+
+    /// Like [`TestEnv::config`], with `settings` (top-level `key = value` lines such as
+    /// `metrics_need_token = true`) placed before any table.
+    pub fn config_with_settings(&self, settings: &str, sources: &str) -> Config {
+        let text = self.config_text_with(&self.database_url, &redis_url(), settings, sources);
         Config::parse("test.toml", &text, &|_| None).unwrap()
     }
 
     /// The configuration file a test's gateway or binary runs with.
     pub fn config_text(&self, sources: &str) -> String {
-        self.config_text_with(&self.database_url, &redis_url(), sources)
+        self.config_text_with(&self.database_url, &redis_url(), "", sources)
     }
 
-    fn config_text_with(&self, database_url: &str, redis_url: &str, sources: &str) -> String {
+    fn config_text_with(
+        &self,
+        database_url: &str,
+        redis_url: &str,
+        settings: &str,
+        sources: &str,
+    ) -> String {
         format!(
             r#"
             listen = "127.0.0.1:0"
@@ -93,6 +107,7 @@ impl TestEnv {
             database_url = "{database_url}"
             redis_url = "{redis_url}"
             stream_prefix = "{}"
+            {settings}
             {sources}
             "#,
             self.prefix
@@ -181,6 +196,8 @@ pub struct Running {
     pub base: String,
     pub admin: String,
     pub http: reqwest::Client,
+    /// For the admin listener: shows redirects (`303 See Other`) instead of following them.
+    pub admin_http: reqwest::Client,
 }
 
 impl Running {
@@ -198,7 +215,30 @@ impl Running {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            admin_http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
         }
+    }
+
+    /// A request to the admin listener at `path` (`/v1/...`) with `token` as bearer token.
+    pub fn admin_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.admin_http
+            .request(method, format!("{}{path}", self.admin))
+            .bearer_auth(token)
+    }
+
+    /// GETs `path` from the admin listener with `token`; redirects are not followed.
+    pub async fn admin_get(&self, path: &str, token: &str) -> Reply {
+        let request = self.admin_request(reqwest::Method::GET, path, token);
+        Reply::from(request.send().await.unwrap()).await
     }
 
     /// POSTs `body` with `headers` to `/webhooks/{source}`.
@@ -235,6 +275,7 @@ pub struct Reply {
     pub status: u16,
     pub content_type: String,
     pub retry_after: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
     pub json: serde_json::Value,
 }
 
@@ -248,6 +289,7 @@ impl Reply {
         };
         let content_type = header("content-type").unwrap_or_default();
         let retry_after = header("retry-after");
+        let headers = response.headers().clone();
         let status = response.status().as_u16();
         let bytes = response.bytes().await.unwrap();
         let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
@@ -255,8 +297,14 @@ impl Reply {
             status,
             content_type,
             retry_after,
+            headers,
             json,
         }
+    }
+
+    /// A response header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
     /// Asserts an RFC 9457 problem of this status and type slug.

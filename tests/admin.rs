@@ -1,0 +1,1504 @@
+//! The operators' admin API over real HTTP: a gateway in this process against real Postgres and
+//! Redis, with dead letters seeded in the test's schema or produced by a failing sink.
+
+mod common;
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use common::sink::{Answer, Sink};
+use common::{Reply, Running, TestEnv, seed, sign};
+use hookgate::app::{Gateway, Roles};
+use reqwest::{Method, RequestBuilder};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// May read.
+const VIEWER: &str = "viewer-token-0123456789";
+/// May read and replay.
+const ONCALL: &str = "oncall-token-0123456789";
+const SECRET: &str = "s3cret";
+const WAIT: Duration = Duration::from_secs(30);
+/// The configured `retry.max_attempts` of the seeded tests: a replay grants this many more.
+const BUDGET: i64 = 4;
+/// Attempts a seeded dead letter's delivery used up.
+const SEEDED_ATTEMPTS: i64 = 3;
+const NONE: [Uuid; 0] = [];
+
+fn tokens() -> String {
+    format!(
+        r#"
+        [[admin_tokens]]
+        name = "viewer"
+        token = "{VIEWER}"
+        scopes = ["read"]
+
+        [[admin_tokens]]
+        name = "oncall"
+        token = "{ONCALL}"
+        scopes = ["read", "replay"]
+        "#
+    )
+}
+
+/// Sources `github` and `gitlab`, each with destination `ci`, for rows seeded in SQL.
+fn seeded_sources() -> String {
+    let source = |name: &str| {
+        format!(
+            r#"
+            [[sources]]
+            name = "{name}"
+            provider = "github"
+            secrets = ["{SECRET}"]
+              [[sources.destinations]]
+              name = "ci"
+              url = "http://127.0.0.1:9/"
+            "#
+        )
+    };
+    format!(
+        "[retry]\nmax_attempts = {BUDGET}\n{}{}{}",
+        tokens(),
+        source("github"),
+        source("gitlab")
+    )
+}
+
+/// Receiver and admin API only: no worker touches the seeded deliveries, so whatever a replay
+/// revives stays pending (and on its stream) to be counted.
+async fn seeded_gateway(env: &TestEnv) -> Running {
+    Running::start_with_roles(env.config(&seeded_sources()), Roles::RECEIVER).await
+}
+
+/// Source `github` delivering to `sink` as destination `billing`, on a millisecond-scale
+/// schedule: `initial_delay` before the second attempt, no jitter.
+fn delivering_to(sink: &Sink, max_attempts: u32, initial_delay: &str) -> String {
+    format!(
+        r#"
+        [worker]
+        concurrency = 8
+        visibility_timeout = "10s"
+        schedule_interval = "20ms"
+        shutdown_deadline = "2s"
+
+        [retry]
+        max_attempts = {max_attempts}
+        initial_delay = "{initial_delay}"
+        multiplier = 2.0
+        max_delay = "5s"
+        jitter = 0.0
+        {}
+        [[sources]]
+        name = "github"
+        provider = "github"
+        secrets = ["{SECRET}"]
+          [[sources.destinations]]
+          name = "billing"
+          url = "{}"
+          timeout = "5s"
+        "#,
+        tokens(),
+        sink.url
+    )
+}
+
+async fn send(request: RequestBuilder) -> Reply {
+    Reply::from(request.send().await.unwrap()).await
+}
+
+/// Posts a signed GitHub webhook and returns the event id.
+async fn receive(gw: &Running, delivery: &str, body: &[u8]) -> Uuid {
+    let reply = gw
+        .post("github", &sign::github(SECRET, delivery, body), body)
+        .await;
+    assert_eq!(reply.json["status"], "accepted", "{reply:?}");
+    reply.json["id"].as_str().unwrap().parse().unwrap()
+}
+
+#[track_caller]
+fn assert_problem(reply: &Reply, status: u16, slug: &str, detail_has: &str) {
+    reply.assert_problem(status, slug);
+    let detail = reply.json["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(detail_has),
+        "{detail:?} lacks {detail_has:?}"
+    );
+}
+
+fn uuid(value: &Value) -> Uuid {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a string: {value}"))
+        .parse()
+        .unwrap()
+}
+
+fn time(value: &Value) -> DateTime<Utc> {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {value}"))
+        .parse()
+        .unwrap()
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn item_ids(reply: &Reply) -> Vec<Uuid> {
+    reply.json["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items: {reply:?}"))
+        .iter()
+        .map(|item| uuid(&item["id"]))
+        .collect()
+}
+
+/// GETs a listing that must answer 200; its item ids in order.
+async fn listed(gw: &Running, path: &str) -> Vec<Uuid> {
+    let reply = gw.admin_get(path, VIEWER).await;
+    assert_eq!(reply.status, 200, "{path}: {reply:?}");
+    item_ids(&reply)
+}
+
+/// Follows `next_cursor` from `path` (whose query has `limit`) to the last page. Every page
+/// but the last is full, the last is not empty (unless it is the only one). Returns the ids in
+/// order and how many pages there were.
+async fn walk(gw: &Running, path: &str, limit: usize) -> (Vec<Uuid>, usize) {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page in 1..=1_000 {
+        let url = match &cursor {
+            None => path.to_string(),
+            Some(cursor) => format!("{path}&cursor={cursor}"),
+        };
+        let reply = gw.admin_get(&url, VIEWER).await;
+        assert_eq!(reply.status, 200, "{url}: {reply:?}");
+        let items = item_ids(&reply);
+        ids.extend(&items);
+        match reply.json["next_cursor"].as_str() {
+            Some(next) => {
+                assert_eq!(items.len(), limit, "a page before the last is full: {url}");
+                cursor = Some(next.to_string());
+            }
+            None => {
+                assert_eq!(reply.json["next_cursor"], Value::Null, "{reply:?}");
+                assert!(items.len() <= limit, "{url}: {} items", items.len());
+                assert!(page == 1 || !items.is_empty(), "{url}: empty last page");
+                return (ids, page);
+            }
+        }
+    }
+    panic!("{path}: more than 1000 pages");
+}
+
+/// A row seeded with its time (`received_at` or `created_at`): what a listing must show.
+#[derive(Clone, Copy)]
+struct Row {
+    id: Uuid,
+    at: DateTime<Utc>,
+    source: &'static str,
+    /// An event's status, or a dead letter's destination.
+    kind: &'static str,
+    replayed: bool,
+}
+
+/// The ids of `rows` that `keep` selects, newest first (time, then id, descending).
+fn newest_first(rows: &[Row], keep: impl Fn(&Row) -> bool) -> Vec<Uuid> {
+    let mut kept: Vec<&Row> = rows.iter().filter(|r| keep(r)).collect();
+    kept.sort_by_key(|r| std::cmp::Reverse((r.at, r.id)));
+    kept.iter().map(|r| r.id).collect()
+}
+
+/// Polls `GET path` until `done` holds, failing the test after [`WAIT`].
+async fn poll(gw: &Running, path: &str, done: impl Fn(&Reply) -> bool) -> Reply {
+    let started = Instant::now();
+    loop {
+        let reply = gw.admin_get(path, VIEWER).await;
+        if done(&reply) {
+            return reply;
+        }
+        assert!(started.elapsed() < WAIT, "gave up on {path}: {reply:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts a bulk replay; asserts the 202 and its `Location`, returns the operation's path.
+async fn start_replay(gw: &Running, body: Value) -> (String, Reply) {
+    let reply = send(
+        gw.admin_request(Method::POST, "/v1/dead-letters/replay", ONCALL)
+            .json(&body),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{reply:?}");
+    let op = reply.header("location").expect("Location").to_string();
+    assert_eq!(op, format!("/v1/operations/{}", uuid(&reply.json["id"])));
+    assert_eq!(reply.json["href"], op);
+    assert_eq!(reply.json["kind"], "replay");
+    assert_eq!(reply.json["state"], "running");
+    assert_eq!(reply.json["replayed"], 0);
+    (op, reply)
+}
+
+/// Polls an operation until it answers `303 See Other`; every answer before is a running
+/// operation with `Retry-After` whose progress only grows. Returns the 303.
+async fn until_finished(gw: &Running, op: &str) -> Reply {
+    let started = Instant::now();
+    let mut replayed = 0;
+    loop {
+        let reply = gw.admin_get(op, VIEWER).await;
+        match reply.status {
+            200 => {
+                assert_eq!(reply.json["state"], "running", "{reply:?}");
+                assert_eq!(reply.retry_after.as_deref(), Some("2"), "{reply:?}");
+                let now = reply.json["replayed"].as_i64().unwrap();
+                assert!(now >= replayed, "progress went back: {now} < {replayed}");
+                assert!(now <= reply.json["matched"].as_i64().unwrap(), "{reply:?}");
+                replayed = now;
+            }
+            303 => {
+                assert_eq!(
+                    reply.header("location"),
+                    Some(format!("{op}/result").as_str())
+                );
+                assert_ne!(reply.json["state"], "running", "{reply:?}");
+                return reply;
+            }
+            _ => panic!("{op}: {reply:?}"),
+        }
+        assert!(started.elapsed() < WAIT, "{op} still running: {reply:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_refused_and_read_tokens_cannot_change_anything() {
+    let env = TestEnv::new().await;
+    let config = env.config_with_settings("metrics_need_token = true", &seeded_sources());
+    let gw = Running::start_with_roles(config, Roles::RECEIVER).await;
+    let letter = seed::dead_letter(&env.db, "github", "ci", "2026-01-01T09:00:00Z").await;
+    let event: Uuid = sqlx::query_scalar("SELECT event_id FROM dead_letters WHERE id = $1")
+        .bind(letter)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    // An operation to try cancelling; it matches nothing.
+    let (op, _) = start_replay(&gw, json!({"source": "retired"})).await;
+    until_finished(&gw, &op).await;
+
+    let reads = [
+        "/v1/events".to_string(),
+        format!("/v1/events/{event}"),
+        "/v1/dead-letters".to_string(),
+        format!("/v1/dead-letters/{letter}"),
+        op.clone(),
+        format!("{op}/result"),
+        "/metrics".to_string(),
+    ];
+    let writes = [
+        (Method::POST, format!("/v1/dead-letters/{letter}/replay")),
+        (Method::DELETE, format!("/v1/dead-letters/{letter}")),
+        (Method::POST, "/v1/dead-letters/replay".to_string()),
+        (Method::DELETE, op.clone()),
+    ];
+    let every: Vec<(Method, String)> = reads
+        .iter()
+        .map(|path| (Method::GET, path.clone()))
+        .chain(writes.iter().cloned())
+        .collect();
+    let base64 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("oncall:{ONCALL}"),
+    );
+    let refused = [
+        None,
+        Some("Bearer wrong-token-0123456789".to_string()),
+        Some(format!("Bearer {}", &ONCALL[..ONCALL.len() - 1])),
+        Some(format!("Bearer {ONCALL}x")),
+        Some(ONCALL.to_string()),
+        Some(format!("Token {ONCALL}")),
+        Some(format!("Basic {base64}")),
+        Some("Bearer".to_string()),
+        Some("Bearer ".to_string()),
+    ];
+    for (method, path) in &every {
+        for authorization in &refused {
+            let mut request = gw
+                .admin_http
+                .request(method.clone(), format!("{}{path}", gw.admin));
+            if let Some(value) = authorization {
+                request = request.header("authorization", value);
+            }
+            if *method == Method::POST {
+                request = request.json(&json!({"all": true}));
+            }
+            let reply = send(request).await;
+            assert_problem(&reply, 401, "unauthorized", "");
+            assert_eq!(
+                reply.header("www-authenticate"),
+                Some("Bearer realm=\"hookgate-admin\""),
+                "{method} {path} with {authorization:?}"
+            );
+        }
+    }
+    // Authentication comes before validation: a stranger learns nothing from a bad query.
+    let reply = send(gw.admin_http.get(format!("{}/v1/events?limit=0", gw.admin))).await;
+    reply.assert_problem(401, "unauthorized");
+
+    for path in &reads {
+        let reply = gw.admin_get(path, VIEWER).await;
+        assert!(
+            reply.status == 200 || (path == &op && reply.status == 303),
+            "{path}: {reply:?}"
+        );
+    }
+    for (method, path) in &writes {
+        let mut request = gw.admin_request(method.clone(), path, VIEWER);
+        if *method == Method::POST {
+            request = request.json(&json!({"all": true}));
+        }
+        let reply = send(request).await;
+        assert_problem(&reply, 403, "forbidden", "replay");
+    }
+    // The refused requests changed nothing.
+    let open: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT replayed_at FROM dead_letters WHERE id = $1")
+            .bind(letter)
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        open, None,
+        "the dead letter is neither replayed nor deleted"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM deliveries WHERE state = 'dead'")
+            .await,
+        1
+    );
+    assert_eq!(env.count("SELECT count(*) FROM operations").await, 1);
+    let result = gw.admin_get(&format!("{op}/result"), VIEWER).await;
+    assert_eq!(
+        result.json["state"], "succeeded",
+        "not cancelled: {result:?}"
+    );
+
+    // The public listener serves webhooks only, whatever the token.
+    for path in [
+        "/v1/events",
+        "/v1/dead-letters",
+        "/v1/openapi.json",
+        "/metrics",
+    ] {
+        let reply = send(
+            gw.http
+                .get(format!("{}{path}", gw.base))
+                .bearer_auth(ONCALL),
+        )
+        .await;
+        reply.assert_problem(404, "not-found");
+    }
+}
+
+#[tokio::test]
+async fn events_are_listed_newest_first_by_source_status_and_time_across_pages() {
+    let env = TestEnv::new().await;
+    let gw = seeded_gateway(&env).await;
+    const STATUSES: [&str; 3] = ["pending", "delivered", "dead_lettered"];
+    let base: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    let mut rows = Vec::new();
+    let mut add =
+        async |source: &'static str, i: usize, at: DateTime<Utc>, status: &'static str| {
+            let id = seed::event(
+                &env.db,
+                source,
+                &format!("{source}-{i}"),
+                &rfc3339(at),
+                status,
+            )
+            .await;
+            rows.push(Row {
+                id,
+                at,
+                source,
+                kind: status,
+                replayed: false,
+            });
+        };
+    // Two events a minute: equal times are ordered by id.
+    for i in 0..23 {
+        let at = base + TimeDelta::minutes(i as i64 / 2);
+        add("github", i, at, STATUSES[i % 3]).await;
+    }
+    for i in 0..4 {
+        let at = base + TimeDelta::minutes(3 * i as i64) + TimeDelta::seconds(30);
+        add("stripe", i, at, STATUSES[(i + 1) % 3]).await;
+    }
+    for i in 0..30 {
+        let at = base - TimeDelta::days(1) + TimeDelta::minutes(i as i64);
+        add("gitlab", i, at, "pending").await;
+    }
+    let fresh_at = Utc::now() - TimeDelta::minutes(30);
+    add("github", 99, fresh_at, "pending").await;
+    let fresh = rows.last().unwrap().id;
+    assert_eq!(rows.len(), 58);
+
+    // Without a limit: the newest 50, and a cursor to the rest.
+    let first = gw.admin_get("/v1/events", VIEWER).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let all = newest_first(&rows, |_| true);
+    assert_eq!(item_ids(&first), all[..50]);
+    assert!(first.json["next_cursor"].is_string(), "{first:?}");
+    let item = first.json["items"][0].as_object().unwrap();
+    let mut keys: Vec<&str> = item.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["external_id", "id", "received_at", "source", "status"]
+    );
+    assert_eq!(item["id"], fresh.to_string());
+    assert_eq!(item["source"], "github");
+    assert_eq!(item["external_id"], "github-99");
+    assert_eq!(item["status"], "pending");
+    let shown = time(&item["received_at"]);
+    assert!(
+        (shown - fresh_at).abs() < TimeDelta::milliseconds(1),
+        "{shown}"
+    );
+    // The newest of the day-old events comes right after the 28 others.
+    let gitlab_item = &first.json["items"][28];
+    assert_eq!(gitlab_item["source"], "gitlab");
+    assert_eq!(
+        time(&gitlab_item["received_at"]),
+        base - TimeDelta::days(1) + TimeDelta::minutes(29)
+    );
+
+    // Pages of 5 cover everything once, in order.
+    assert_eq!(walk(&gw, "/v1/events?limit=5", 5).await, (all.clone(), 12));
+    assert_eq!(
+        walk(&gw, "/v1/events?limit=500", 500).await,
+        (all.clone(), 1)
+    );
+    // A page exactly as long as what is left ends the listing.
+    let stripe = newest_first(&rows, |r| r.source == "stripe");
+    assert_eq!(
+        walk(&gw, "/v1/events?source=stripe&limit=4", 4).await,
+        (stripe.clone(), 1)
+    );
+    assert_eq!(
+        walk(&gw, "/v1/events?source=stripe&limit=3", 3).await,
+        (stripe, 2)
+    );
+    assert_eq!(
+        walk(&gw, "/v1/events?source=github&limit=5", 5).await.0,
+        newest_first(&rows, |r| r.source == "github")
+    );
+    for status in STATUSES {
+        assert_eq!(
+            walk(&gw, &format!("/v1/events?status={status}&limit=4"), 4)
+                .await
+                .0,
+            newest_first(&rows, |r| r.kind == status),
+            "{status}"
+        );
+    }
+    assert_eq!(listed(&gw, "/v1/events?source=bitbucket").await, NONE);
+
+    // since is inclusive, until exclusive; both take RFC 3339 times or ages.
+    let since = base + TimeDelta::minutes(2);
+    let until = base + TimeDelta::minutes(8);
+    let window = |r: &Row| r.at >= since && r.at < until;
+    let expected = newest_first(&rows, window);
+    assert_eq!(expected.len(), 12 + 2);
+    let path = format!(
+        "/v1/events?since={}&until={}&limit=5",
+        rfc3339(since),
+        rfc3339(until)
+    );
+    assert_eq!(walk(&gw, &path, 5).await.0, expected);
+    let path = format!("/v1/events?since={}&limit=500", rfc3339(until));
+    assert_eq!(
+        listed(&gw, &path).await,
+        newest_first(&rows, |r| r.at >= until)
+    );
+    assert_eq!(listed(&gw, "/v1/events?since=1h").await, [fresh]);
+    assert_eq!(
+        walk(&gw, "/v1/events?until=1h&source=github&limit=10", 10)
+            .await
+            .0,
+        newest_first(&rows, |r| r.source == "github" && r.id != fresh)
+    );
+    // Every filter at once, over pages of 2.
+    let path = format!(
+        "/v1/events?source=github&status=delivered&since={}&until={}&limit=2",
+        rfc3339(since),
+        rfc3339(until)
+    );
+    let expected = newest_first(&rows, |r| {
+        window(r) && r.source == "github" && r.kind == "delivered"
+    });
+    assert!(expected.len() >= 3, "spans pages: {expected:?}");
+    assert_eq!(walk(&gw, &path, 2).await.0, expected);
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_newest_first_by_source_destination_and_time_across_pages() {
+    let env = TestEnv::new().await;
+    let gw = seeded_gateway(&env).await;
+    let base: DateTime<Utc> = "2026-02-01T00:00:00Z".parse().unwrap();
+    let mut rows = Vec::new();
+    let mut add = async |source: &'static str, destination: &'static str, at: DateTime<Utc>| {
+        let id = seed::dead_letter(&env.db, source, destination, &rfc3339(at)).await;
+        rows.push(Row {
+            id,
+            at,
+            source,
+            kind: destination,
+            replayed: false,
+        });
+        id
+    };
+    // Two a minute: equal times are ordered by id.
+    for i in 0..8 {
+        add("github", "ci", base + TimeDelta::minutes(i / 2)).await;
+    }
+    for i in 0..3 {
+        add(
+            "github",
+            "audit",
+            base + TimeDelta::minutes(i) + TimeDelta::seconds(15),
+        )
+        .await;
+    }
+    for i in 0..3 {
+        add(
+            "gitlab",
+            "ci",
+            base + TimeDelta::minutes(2 * i) + TimeDelta::seconds(45),
+        )
+        .await;
+    }
+    let replayed = [
+        add("github", "ci", base + TimeDelta::minutes(1)).await,
+        add("github", "ci", base + TimeDelta::minutes(10)).await,
+    ];
+    let fresh = add("gitlab", "audit", Utc::now() - TimeDelta::minutes(30)).await;
+    sqlx::query("UPDATE dead_letters SET replayed_at = now() WHERE id = ANY($1)")
+        .bind(&replayed[..])
+        .execute(&env.db)
+        .await
+        .unwrap();
+    for row in &mut rows {
+        row.replayed = replayed.contains(&row.id);
+    }
+    let open = |r: &Row| !r.replayed;
+    let all_open = newest_first(&rows, open);
+    assert_eq!(all_open.len(), 15);
+
+    // Replayed dead letters only with include_replayed=true.
+    let first = gw.admin_get("/v1/dead-letters", VIEWER).await;
+    assert_eq!(item_ids(&first), all_open);
+    assert_eq!(first.json["next_cursor"], Value::Null);
+    assert_eq!(
+        listed(&gw, "/v1/dead-letters?include_replayed=false").await,
+        all_open
+    );
+    assert_eq!(
+        listed(&gw, "/v1/dead-letters?include_replayed=true").await,
+        newest_first(&rows, |_| true)
+    );
+
+    // What a line shows.
+    let line = first.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["source"] == "github" && item["destination"] == "audit")
+        .unwrap();
+    let id = uuid(&line["id"]);
+    let event: Uuid = sqlx::query_scalar("SELECT event_id FROM dead_letters WHERE id = $1")
+        .bind(id)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    let created = rows.iter().find(|r| r.id == id).unwrap().at;
+    assert_eq!(uuid(&line["event_id"]), event);
+    assert_eq!(line["attempts"], SEEDED_ATTEMPTS);
+    assert_eq!(line["failure_kind"], "rejected");
+    assert_eq!(line["last_status"], 500);
+    assert_eq!(line["last_error"], "HTTP 500");
+    assert_eq!(time(&line["created_at"]), created);
+    assert_eq!(time(&line["last_attempt_at"]), created);
+    assert_eq!(
+        time(&line["first_attempt_at"]),
+        created - TimeDelta::hours(1)
+    );
+    assert_eq!(line["replayed_at"], Value::Null);
+    let with_replayed = gw
+        .admin_get("/v1/dead-letters?include_replayed=true", VIEWER)
+        .await;
+    let shown = with_replayed.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["id"] == replayed[0].to_string())
+        .unwrap();
+    assert!(shown["replayed_at"].is_string(), "{shown}");
+
+    let by = async |query: &str, keep: &dyn Fn(&Row) -> bool| {
+        assert_eq!(
+            listed(&gw, &format!("/v1/dead-letters?{query}")).await,
+            newest_first(&rows, |r| open(r) && keep(r)),
+            "{query}"
+        );
+    };
+    by("source=github", &|r| r.source == "github").await;
+    by("destination=ci", &|r| r.kind == "ci").await;
+    by("source=github&destination=audit", &|r| {
+        r.source == "github" && r.kind == "audit"
+    })
+    .await;
+    by("source=bitbucket", &|_| false).await;
+
+    // since is inclusive, until exclusive, both on created_at.
+    let since = base + TimeDelta::minutes(1);
+    let until = base + TimeDelta::minutes(3);
+    let path = format!(
+        "/v1/dead-letters?since={}&until={}&include_replayed=true&limit=3",
+        rfc3339(since),
+        rfc3339(until)
+    );
+    let expected = newest_first(&rows, |r| r.at >= since && r.at < until);
+    assert_eq!(expected.len(), 4 + 2 + 1 + 1);
+    assert_eq!(walk(&gw, &path, 3).await.0, expected);
+    assert_eq!(listed(&gw, "/v1/dead-letters?since=1h").await, [fresh]);
+    assert_eq!(
+        listed(&gw, "/v1/dead-letters?until=1h&source=gitlab").await,
+        newest_first(&rows, |r| r.source == "gitlab" && r.id != fresh)
+    );
+
+    // Pages cover everything once, in order.
+    assert_eq!(
+        walk(&gw, "/v1/dead-letters?limit=4", 4).await,
+        (all_open.clone(), 4)
+    );
+    assert_eq!(
+        walk(&gw, "/v1/dead-letters?limit=5", 5).await,
+        (all_open, 3)
+    );
+    assert_eq!(
+        walk(&gw, "/v1/dead-letters?include_replayed=true&limit=4", 4).await,
+        (newest_first(&rows, |_| true), 5)
+    );
+    assert_eq!(
+        walk(
+            &gw,
+            "/v1/dead-letters?source=github&destination=ci&include_replayed=true&limit=3",
+            3
+        )
+        .await
+        .0,
+        newest_first(&rows, |r| r.source == "github" && r.kind == "ci")
+    );
+}
+
+#[tokio::test]
+async fn an_events_status_shows_pending_retrying_delivered_and_dead_with_its_dead_letter() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    sink.script(&[Answer::status(500)]);
+    let config = delivering_to(&sink, 2, "1500ms");
+    // The receiver alone first: the event waits for its first attempt.
+    let gw = Running::start_with_roles(env.config(&config), Roles::RECEIVER).await;
+    let id = receive(&gw, "d-life", br#"{"n":1}"#).await;
+    let path = format!("/v1/events/{id}");
+
+    let pending = gw.admin_get(&path, VIEWER).await;
+    assert_eq!(pending.status, 200, "{pending:?}");
+    assert_eq!(pending.json["id"], id.to_string());
+    assert_eq!(pending.json["source"], "github");
+    assert_eq!(pending.json["external_id"], "d-life");
+    assert_eq!(pending.json["status"], "pending");
+    assert!(pending.json["received_at"].is_string());
+    assert_eq!(pending.json["dead_letters"], json!([]));
+    let delivery = &pending.json["deliveries"][0];
+    assert_eq!(pending.json["deliveries"].as_array().unwrap().len(), 1);
+    assert_eq!(delivery["destination"], "billing");
+    assert_eq!(delivery["state"], "pending");
+    assert_eq!(delivery["attempts"], 0);
+    assert_eq!(delivery["max_attempts"], 2);
+    assert!(delivery["next_attempt_at"].is_string(), "{delivery}");
+    for never in [
+        "last_attempt_at",
+        "last_status",
+        "last_error",
+        "delivered_at",
+    ] {
+        assert_eq!(delivery[never], Value::Null, "{never}: {delivery}");
+    }
+    // Due now: poll again in a second.
+    assert_eq!(pending.retry_after.as_deref(), Some("1"), "{pending:?}");
+
+    let worker = Gateway::start(env.config(&config), Roles::WORKER)
+        .await
+        .unwrap();
+    let retrying = poll(&gw, &path, |r| {
+        r.json["deliveries"][0]["last_status"] == 500
+    })
+    .await;
+    assert_eq!(retrying.json["status"], "pending");
+    let delivery = &retrying.json["deliveries"][0];
+    assert_eq!(delivery["state"], "retrying", "{delivery}");
+    assert_eq!(delivery["attempts"], 1);
+    assert!(
+        delivery["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("HTTP 500"),
+        "{delivery}"
+    );
+    assert_eq!(delivery["delivered_at"], Value::Null);
+    let waits = time(&delivery["next_attempt_at"]) - time(&delivery["last_attempt_at"]);
+    assert!(waits >= TimeDelta::milliseconds(1400), "{delivery}");
+    let retry_after: u64 = retrying.retry_after.as_deref().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retrying:?}");
+
+    let delivered = poll(&gw, &path, |r| r.json["status"] == "delivered").await;
+    assert_eq!(delivered.retry_after, None, "nothing more to wait for");
+    let delivery = &delivered.json["deliveries"][0];
+    assert_eq!(delivery["state"], "delivered");
+    assert_eq!(delivery["attempts"], 2);
+    assert_eq!(delivery["last_status"], 200);
+    assert_eq!(delivery["last_error"], Value::Null);
+    assert_eq!(delivery["next_attempt_at"], Value::Null);
+    assert!(delivery["delivered_at"].is_string(), "{delivery}");
+    assert_eq!(delivered.json["dead_letters"], json!([]));
+
+    sink.set_default(Answer::status(500));
+    let doomed = receive(&gw, "d-doomed", br#"{"n":2}"#).await;
+    let path = format!("/v1/events/{doomed}");
+    let dead = poll(&gw, &path, |r| r.json["status"] == "dead_lettered").await;
+    assert_eq!(dead.retry_after, None, "nothing more to wait for");
+    let delivery = &dead.json["deliveries"][0];
+    assert_eq!(delivery["state"], "dead");
+    assert_eq!(delivery["attempts"], 2);
+    assert_eq!(delivery["last_status"], 500);
+    assert_eq!(delivery["next_attempt_at"], Value::Null);
+    let links = dead.json["dead_letters"].as_array().unwrap();
+    assert_eq!(links.len(), 1, "{dead:?}");
+    let letter = uuid(&links[0]["id"]);
+    assert_eq!(links[0]["href"], format!("/v1/dead-letters/{letter}"));
+    let shown = gw
+        .admin_get(links[0]["href"].as_str().unwrap(), VIEWER)
+        .await;
+    assert_eq!(shown.status, 200, "{shown:?}");
+    assert_eq!(shown.json["id"], letter.to_string());
+    assert_eq!(shown.json["event_id"], doomed.to_string());
+    assert_eq!(shown.json["event"], path);
+    assert_eq!(shown.json["destination"], "billing");
+
+    assert_eq!(
+        listed(&gw, "/v1/events?status=delivered").await,
+        [id],
+        "the listing agrees"
+    );
+    assert_eq!(
+        listed(&gw, "/v1/events?status=dead_lettered").await,
+        [doomed]
+    );
+    worker.shutdown_token().cancel();
+    worker.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dead_letter_shows_what_was_received_and_is_replayed_once_then_deleted() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    sink.set_default(Answer::status(500));
+    let gw = env.start(&delivering_to(&sink, 2, "100ms")).await;
+    let body = br#"{"action":"opened","number":7}"#;
+    let event = receive(&gw, "d-single", body).await;
+    let listing = poll(&gw, "/v1/dead-letters", |r| {
+        r.json["items"].as_array().is_some_and(|i| !i.is_empty())
+    })
+    .await;
+    let id = item_ids(&listing)[0];
+    let path = format!("/v1/dead-letters/{id}");
+
+    let shown = gw.admin_get(&path, VIEWER).await;
+    assert_eq!(shown.status, 200, "{shown:?}");
+    let letter = &shown.json;
+    assert_eq!(letter["id"], id.to_string());
+    assert_eq!(letter["event_id"], event.to_string());
+    assert_eq!(letter["event"], format!("/v1/events/{event}"));
+    assert_eq!(letter["source"], "github");
+    assert_eq!(letter["destination"], "billing");
+    assert_eq!(letter["external_id"], "d-single");
+    assert_eq!(letter["event_status"], "dead_lettered");
+    assert_eq!(letter["attempts"], 2);
+    assert_eq!(letter["failure_kind"], "rejected");
+    assert_eq!(letter["last_status"], 500);
+    assert_eq!(letter["replayed_at"], Value::Null);
+    assert_eq!(letter["payload"], std::str::from_utf8(body).unwrap());
+    assert!(letter.get("payload_base64").is_none(), "{letter}");
+    let headers = letter["headers"].as_array().unwrap();
+    for (name, value) in [
+        ("x-github-delivery", "d-single"),
+        ("x-github-event", "push"),
+        ("content-type", "application/json"),
+    ] {
+        assert!(
+            headers.contains(&json!([name, value])),
+            "{name}: {value} missing from {headers:?}"
+        );
+    }
+    let log = letter["attempt_log"].as_array().unwrap();
+    assert_eq!(log.len(), 2, "{log:?}");
+    for (n, attempt) in log.iter().enumerate() {
+        assert_eq!(attempt["attempt"], n + 1);
+        assert_eq!(attempt["status_code"], 500);
+        assert!(
+            attempt["error"].as_str().unwrap().starts_with("HTTP 500"),
+            "{attempt}"
+        );
+        assert!(attempt["duration_ms"].as_i64().unwrap() >= 0);
+    }
+    assert!(time(&log[1]["at"]) >= time(&log[0]["at"]) + TimeDelta::milliseconds(100));
+
+    // The destination heals, slowly: the replayed delivery is visibly pending for a second.
+    sink.set_default(Answer {
+        status: 200,
+        retry_after: None,
+        delay: Duration::from_secs(1),
+    });
+    let replay = format!("{path}/replay");
+    let replayed = send(gw.admin_request(Method::POST, &replay, ONCALL)).await;
+    assert_eq!(replayed.status, 200, "{replayed:?}");
+    assert_eq!(
+        replayed.json,
+        json!({
+            "id": id.to_string(),
+            "event_id": event.to_string(),
+            "enqueued": true,
+            "event": format!("/v1/events/{event}"),
+        })
+    );
+    let status = gw.admin_get(&format!("/v1/events/{event}"), VIEWER).await;
+    assert_eq!(status.json["status"], "pending", "{status:?}");
+    assert_eq!(status.json["deliveries"][0]["state"], "retrying");
+    assert_eq!(status.json["deliveries"][0]["max_attempts"], 2 + 2);
+    assert!(status.retry_after.is_some(), "{status:?}");
+
+    let received = sink.wait_for(3, WAIT).await;
+    assert_eq!(&received[2].body[..], body);
+    assert_eq!(received[2].header("hookgate-attempt"), "3");
+    poll(&gw, &format!("/v1/events/{event}"), |r| {
+        r.json["status"] == "delivered"
+    })
+    .await;
+    let shown = gw.admin_get(&path, VIEWER).await;
+    assert!(shown.json["replayed_at"].is_string(), "{shown:?}");
+    let log = shown.json["attempt_log"].as_array().unwrap();
+    assert_eq!(log.len(), 3, "the attempts before the replay stay: {log:?}");
+    assert_eq!(log[2]["attempt"], 3);
+    assert_eq!(log[2]["status_code"], 200);
+
+    let again = send(gw.admin_request(Method::POST, &replay, ONCALL)).await;
+    assert_problem(&again, 409, "conflict", "already replayed");
+    assert_eq!(sink.received().len(), 3, "not delivered again");
+
+    let deleted = gw
+        .admin_request(Method::DELETE, &path, ONCALL)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert!(deleted.bytes().await.unwrap().is_empty());
+    assert_problem(
+        &gw.admin_get(&path, VIEWER).await,
+        404,
+        "not-found",
+        &id.to_string(),
+    );
+    let again = send(gw.admin_request(Method::DELETE, &path, ONCALL)).await;
+    assert_problem(&again, 404, "not-found", &id.to_string());
+    let again = send(gw.admin_request(Method::POST, &replay, ONCALL)).await;
+    assert_problem(&again, 404, "not-found", &id.to_string());
+    assert_eq!(
+        listed(&gw, "/v1/dead-letters?include_replayed=true").await,
+        NONE
+    );
+    // The event and its delivery stay.
+    let status = gw.admin_get(&format!("/v1/events/{event}"), VIEWER).await;
+    assert_eq!(status.json["status"], "delivered");
+    assert_eq!(status.json["dead_letters"], json!([]));
+}
+
+#[tokio::test]
+async fn a_bulk_replay_of_thousands_runs_as_an_operation_and_replays_only_its_selection() {
+    let env = TestEnv::new().await;
+    let gw = seeded_gateway(&env).await;
+    seed::dead_letters(&env.db, "github", "ci", 3_000).await;
+    seed::dead_letters(&env.db, "gitlab", "ci", 250).await;
+
+    // While this lock is held the runner's first batch waits, so the operation is observably
+    // running; reading it is not blocked.
+    let mut lock = env.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE dead_letters IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let (op, started) = start_replay(&gw, json!({"source": "github"})).await;
+    assert_eq!(started.json["matched"], 3_000);
+    assert_eq!(started.json["failed"], 0);
+    assert_eq!(started.json["error"], Value::Null);
+    assert_eq!(started.json["finished_at"], Value::Null);
+    assert_eq!(started.json["filter"], json!({"source": "github"}));
+    let running = gw.admin_get(&op, VIEWER).await;
+    assert_eq!(running.status, 200, "{running:?}");
+    assert_eq!(running.retry_after.as_deref(), Some("2"));
+    assert_eq!(running.json["state"], "running");
+    assert_eq!(running.json["id"], started.json["id"]);
+    let early = gw.admin_get(&format!("{op}/result"), VIEWER).await;
+    assert_problem(&early, 409, "conflict", "still running");
+    lock.rollback().await.unwrap();
+
+    let finished = until_finished(&gw, &op).await;
+    assert_eq!(finished.json["state"], "succeeded");
+    let result = gw.admin_get(&format!("{op}/result"), VIEWER).await;
+    assert_eq!(result.status, 200, "{result:?}");
+    let report = &result.json;
+    assert_eq!(report["id"], started.json["id"]);
+    assert_eq!(report["state"], "succeeded");
+    assert_eq!(report["matched"], 3_000);
+    assert_eq!(report["replayed"], 3_000);
+    assert_eq!(report["failed"], 0);
+    assert_eq!(report["error"], Value::Null);
+    assert!(time(&report["finished_at"]) >= time(&report["created_at"]));
+    assert_eq!(report["href"], op);
+    // A client that follows the 303 lands on the same report.
+    let followed = send(gw.http.get(format!("{}{op}", gw.admin)).bearer_auth(VIEWER)).await;
+    assert_eq!((followed.status, &followed.json), (200, report));
+
+    // Every replayed delivery is pending again with a fresh budget and back on its stream;
+    // the other source is untouched.
+    for (sql, expected) in [
+        (
+            "SELECT count(*) FROM dead_letters WHERE source = 'github' AND replayed_at IS NOT NULL",
+            3_000,
+        ),
+        (
+            "SELECT count(*) FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE e.source = 'github' AND d.state = 'pending' AND d.reason = 'replayed'
+               AND d.max_attempts = 7",
+            3_000,
+        ),
+        (
+            "SELECT count(*) FROM events WHERE source = 'github' AND status = 'pending'",
+            3_000,
+        ),
+        (
+            "SELECT count(*) FROM dead_letters WHERE source = 'gitlab' AND replayed_at IS NULL",
+            250,
+        ),
+        (
+            "SELECT count(*) FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE e.source = 'gitlab' AND d.state = 'dead'",
+            250,
+        ),
+        (
+            "SELECT count(*) FROM events WHERE source = 'gitlab' AND status = 'dead_lettered'",
+            250,
+        ),
+    ] {
+        assert_eq!(env.count(sql).await, expected, "{sql}");
+    }
+    assert_eq!(SEEDED_ATTEMPTS + BUDGET, 7);
+    assert_eq!(env.stream_len("github").await, 3_000);
+    assert_eq!(env.stream_len("gitlab").await, 0);
+    assert_eq!(listed(&gw, "/v1/dead-letters?source=github").await, NONE);
+    assert_eq!(
+        walk(&gw, "/v1/dead-letters?source=gitlab&limit=500", 500)
+            .await
+            .0
+            .len(),
+        250
+    );
+
+    // A finished operation cannot be cancelled, and the same selection now matches nothing.
+    let cancel = send(gw.admin_request(Method::DELETE, &op, ONCALL)).await;
+    assert_problem(&cancel, 409, "conflict", "already succeeded");
+    let (again, started) = start_replay(&gw, json!({"source": "github"})).await;
+    assert_eq!(started.json["matched"], 0);
+    let finished = until_finished(&gw, &again).await;
+    assert_eq!(
+        (&finished.json["state"], &finished.json["replayed"]),
+        (&json!("succeeded"), &json!(0))
+    );
+    assert_eq!(
+        env.stream_len("github").await,
+        3_000,
+        "nothing replayed twice"
+    );
+}
+
+/// `matched` is what the filter selected when the operation started: dead letters that arrive
+/// while it runs (the destination may still be failing) are not chased.
+#[tokio::test]
+async fn a_bulk_replay_replays_what_matched_when_it_started_not_dead_letters_arriving_meanwhile() {
+    let env = TestEnv::new().await;
+    let gw = seeded_gateway(&env).await;
+    seed::dead_letters(&env.db, "github", "ci", 1_200).await;
+
+    // The runner waits on the lock while newer dead letters are written under it.
+    let mut lock = env.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE dead_letters IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let (op, started) = start_replay(&gw, json!({"source": "github"})).await;
+    assert_eq!(started.json["matched"], 1_200);
+    let mut arrived = Vec::new();
+    for _ in 0..5 {
+        let now = rfc3339(Utc::now());
+        arrived.push(seed::dead_letter(&mut *lock, "github", "ci", &now).await);
+    }
+    lock.commit().await.unwrap();
+
+    until_finished(&gw, &op).await;
+    let result = gw.admin_get(&format!("{op}/result"), VIEWER).await;
+    assert_eq!(result.json["state"], "succeeded", "{result:?}");
+    let still_open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dead_letters WHERE id = ANY($1) AND replayed_at IS NULL",
+    )
+    .bind(&arrived)
+    .fetch_one(&env.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            &result.json["matched"],
+            &result.json["replayed"],
+            still_open
+        ),
+        (&json!(1_200), &json!(1_200), 5),
+        "replayed what matched at the start, and only that"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_bulk_replay_stops_and_its_result_counts_what_it_replayed() {
+    let env = TestEnv::new().await;
+    let gw = seeded_gateway(&env).await;
+    seed::dead_letters(&env.db, "github", "ci", 20_000).await;
+    seed::dead_letters(&env.db, "gitlab", "ci", 10).await;
+
+    let (op, started) = start_replay(&gw, json!({"source": "github"})).await;
+    assert_eq!(started.json["matched"], 20_000);
+    // Cancelled in the middle: once the first batches are in.
+    let progress = poll(&gw, &op, |r| r.json["replayed"].as_i64() > Some(0)).await;
+    let before_cancel = progress.json["replayed"].as_i64().unwrap();
+    let cancelled = send(gw.admin_request(Method::DELETE, &op, ONCALL)).await;
+    assert_eq!(cancelled.status, 200, "{cancelled:?}");
+    assert_eq!(cancelled.json["state"], "cancelled");
+    assert!(cancelled.json["finished_at"].is_string(), "{cancelled:?}");
+    let at_cancel = cancelled.json["replayed"].as_i64().unwrap();
+    assert!(
+        (before_cancel..20_000).contains(&at_cancel),
+        "{cancelled:?}"
+    );
+
+    let shown = gw.admin_get(&op, VIEWER).await;
+    assert_eq!(shown.status, 303, "{shown:?}");
+    assert_eq!(
+        shown.header("location"),
+        Some(format!("{op}/result").as_str())
+    );
+    let result = gw.admin_get(&format!("{op}/result"), VIEWER).await;
+    assert_eq!(result.status, 200, "{result:?}");
+    assert_eq!(result.json["state"], "cancelled");
+    assert_eq!(result.json["matched"], 20_000);
+    assert!(result.json["replayed"].as_i64().unwrap() < 20_000);
+    // Cancelling again is harmless: the same cancelled operation, its end not moved.
+    let again = send(gw.admin_request(Method::DELETE, &op, ONCALL)).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(again.json["state"], "cancelled");
+    assert_eq!(again.json["finished_at"], cancelled.json["finished_at"]);
+
+    // The runner takes operations one at a time: once a later one has finished, it is done
+    // with the cancelled one.
+    let (later, _) = start_replay(&gw, json!({"source": "gitlab"})).await;
+    let finished = until_finished(&gw, &later).await;
+    assert_eq!(finished.json["replayed"], 10);
+    let result = gw.admin_get(&format!("{op}/result"), VIEWER).await;
+    assert_eq!(result.json["state"], "cancelled", "{result:?}");
+    let reported = result.json["replayed"].as_i64().unwrap();
+    let replayed = env
+        .count(
+            "SELECT count(*) FROM dead_letters WHERE source = 'github' AND replayed_at IS NOT NULL",
+        )
+        .await;
+    assert!(replayed < 20_000, "the cancel stopped the replay");
+    assert_eq!(
+        env.count("SELECT count(*) FROM deliveries WHERE state = 'dead'")
+            .await,
+        20_000 - replayed,
+        "what was not replayed stays dead"
+    );
+    assert_eq!(
+        listed(&gw, "/v1/dead-letters?source=github&limit=1")
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        reported, replayed,
+        "the result of a cancelled operation reports every dead letter it replayed"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_problem_naming_what_is_wrong() {
+    let env = TestEnv::new().await;
+    let gw = seeded_gateway(&env).await;
+    let letter = seed::dead_letter(&env.db, "github", "ci", "2026-01-01T09:00:00Z").await;
+    let get = async |path: &str| gw.admin_get(path, ONCALL).await;
+
+    for listing in ["/v1/events", "/v1/dead-letters"] {
+        for (query, slug, detail) in [
+            ("since=yesterday", "bad-time", "since=\"yesterday\""),
+            ("until=2026-13-01T00:00:00Z", "bad-time", "until="),
+            ("since=2026-01-01", "bad-time", "RFC 3339"),
+            (
+                "since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
+                "bad-time",
+                "since must be earlier than until",
+            ),
+            (
+                "since=2026-01-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+                "bad-time",
+                "since must be earlier than until",
+            ),
+            ("since=1h&until=2h", "bad-time", "earlier than until"),
+            ("cursor=garbage", "bad-cursor", "next_cursor"),
+            (
+                "cursor=MTIzNDU2Nzg5L25vdC1hLXV1aWQ",
+                "bad-cursor",
+                "next_cursor",
+            ),
+            ("limit=0", "bad-limit", "from 1 to 500"),
+            ("limit=501", "bad-limit", "from 1 to 500"),
+            ("limit=1000000", "bad-limit", "from 1 to 500"),
+            ("limit=-1", "bad-limit", "from 1 to 500"),
+            ("limit=ten", "bad-limit", "from 1 to 500"),
+            ("sorce=github", "bad-query", "sorce"),
+        ] {
+            let reply = get(&format!("{listing}?{query}")).await;
+            assert_problem(&reply, 400, slug, detail);
+        }
+    }
+    assert_problem(
+        &get("/v1/events?status=failed").await,
+        400,
+        "bad-status",
+        "pending, delivered, dead_lettered",
+    );
+    assert_problem(
+        &get("/v1/dead-letters?include_replayed=yes").await,
+        400,
+        "bad-query",
+        "true or false",
+    );
+    assert_problem(
+        &get("/v1/dead-letters?status=pending").await,
+        400,
+        "bad-query",
+        "status",
+    );
+
+    let unknown = Uuid::new_v4();
+    for path in [
+        format!("/v1/events/{unknown}"),
+        format!("/v1/dead-letters/{unknown}"),
+        format!("/v1/operations/{unknown}"),
+        format!("/v1/operations/{unknown}/result"),
+    ] {
+        assert_problem(&get(&path).await, 404, "not-found", &unknown.to_string());
+    }
+    for (method, path) in [
+        (Method::POST, format!("/v1/dead-letters/{unknown}/replay")),
+        (Method::DELETE, format!("/v1/dead-letters/{unknown}")),
+        (Method::DELETE, format!("/v1/operations/{unknown}")),
+    ] {
+        let reply = send(gw.admin_request(method, &path, ONCALL)).await;
+        assert_problem(&reply, 404, "not-found", &unknown.to_string());
+    }
+    for malformed in ["not-a-uuid", "1234", &letter.simple().to_string()[..31]] {
+        for path in [
+            format!("/v1/events/{malformed}"),
+            format!("/v1/dead-letters/{malformed}"),
+            format!("/v1/operations/{malformed}"),
+            format!("/v1/operations/{malformed}/result"),
+        ] {
+            assert_problem(&get(&path).await, 400, "bad-path", "");
+        }
+        for (method, path) in [
+            (Method::POST, format!("/v1/dead-letters/{malformed}/replay")),
+            (Method::DELETE, format!("/v1/dead-letters/{malformed}")),
+            (Method::DELETE, format!("/v1/operations/{malformed}")),
+        ] {
+            let reply = send(gw.admin_request(method, &path, ONCALL)).await;
+            assert_problem(&reply, 400, "bad-path", "");
+        }
+    }
+
+    let bulk = || gw.admin_request(Method::POST, "/v1/dead-letters/replay", ONCALL);
+    for (body, detail) in [
+        (json!({}), "\"all\": true"),
+        (json!({"all": false}), "\"all\": true"),
+        (
+            json!({"all": true, "source": "github"}),
+            "cannot be combined",
+        ),
+    ] {
+        assert_problem(&send(bulk().json(&body)).await, 400, "bad-filter", detail);
+    }
+    assert_problem(
+        &send(bulk().json(&json!({"source": "github", "since": "yesterday"}))).await,
+        400,
+        "bad-time",
+        "since=\"yesterday\"",
+    );
+    assert_problem(
+        &send(bulk().json(&json!({"since": "1h", "until": "2h"}))).await,
+        400,
+        "bad-time",
+        "earlier than until",
+    );
+    let not_json = bulk()
+        .header("content-type", "application/json")
+        .body("replay everything, please");
+    assert_problem(&send(not_json).await, 400, "bad-body", "");
+    let untyped = bulk().body(r#"{"all": true}"#);
+    assert_problem(&send(untyped).await, 415, "bad-body", "");
+    assert_problem(
+        &send(bulk().json(&json!({"sorce": "github"}))).await,
+        422,
+        "bad-body",
+        "sorce",
+    );
+    assert_problem(
+        &send(bulk().json(&json!({"all": "yes"}))).await,
+        422,
+        "bad-body",
+        "",
+    );
+
+    // Neither a route nor a method the API has.
+    let reply = get("/v1/event").await;
+    assert_problem(&reply, 404, "not-found", "no such admin route");
+    let reply = send(gw.admin_request(Method::PUT, "/v1/events", ONCALL)).await;
+    assert_problem(&reply, 405, "method-not-allowed", "");
+
+    // None of it changed anything.
+    assert_eq!(env.count("SELECT count(*) FROM operations").await, 0);
+    assert_eq!(
+        env.count("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL")
+            .await,
+        1
+    );
+}
+
+/// `/v1/openapi.json` names only routes the listener serves, and every route it serves.
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routes_served() {
+    let env = TestEnv::new().await;
+    let gw = seeded_gateway(&env).await;
+    let reply = gw.admin_get("/v1/openapi.json", VIEWER).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(
+        reply.content_type.starts_with("application/json"),
+        "{reply:?}"
+    );
+    let doc = &reply.json;
+    let paths = doc["paths"]
+        .as_object()
+        .filter(|paths| !paths.is_empty())
+        .unwrap_or_else(|| panic!("docs/admin-openapi.json lists no paths: {doc}"));
+    // A `servers` entry such as "/v1" prefixes every path.
+    let prefix = doc["servers"][0]["url"]
+        .as_str()
+        .filter(|url| url.starts_with('/'))
+        .unwrap_or("")
+        .trim_end_matches('/');
+    let generic = |path: &str| {
+        let mut out = String::new();
+        let mut in_param = false;
+        for c in path.chars() {
+            match c {
+                '{' => in_param = true,
+                '}' => {
+                    in_param = false;
+                    out.push_str("{}");
+                }
+                _ if !in_param => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    };
+
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "patch", "head", "options", "trace",
+    ];
+    let mut documented = Vec::new();
+    for (path, item) in paths {
+        let full = format!("{prefix}{path}");
+        let concrete = generic(&full).replace("{}", &Uuid::new_v4().to_string());
+        for method in METHODS.iter().filter(|m| item.get(**m).is_some()) {
+            documented.push((generic(&full), method.to_string()));
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let mut request = gw.admin_request(method.clone(), &concrete, ONCALL);
+            if method == Method::POST {
+                request = request.json(&json!({}));
+            }
+            let reply = send(request).await;
+            assert_ne!(
+                reply.status, 405,
+                "{method} {full} is documented: {reply:?}"
+            );
+            let fallback = reply.status == 404
+                && reply.json["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("no such admin route"));
+            assert!(!fallback, "{method} {full} is documented: {reply:?}");
+        }
+    }
+    for (path, method) in [
+        ("/metrics", "get"),
+        ("/v1/openapi.json", "get"),
+        ("/v1/events", "get"),
+        ("/v1/events/{}", "get"),
+        ("/v1/dead-letters", "get"),
+        ("/v1/dead-letters/replay", "post"),
+        ("/v1/dead-letters/{}", "get"),
+        ("/v1/dead-letters/{}", "delete"),
+        ("/v1/dead-letters/{}/replay", "post"),
+        ("/v1/operations/{}", "get"),
+        ("/v1/operations/{}", "delete"),
+        ("/v1/operations/{}/result", "get"),
+    ] {
+        assert!(
+            documented.contains(&(path.to_string(), method.to_string())),
+            "{method} {path} is served but not documented in {documented:?}"
+        );
+    }
+}
+
+/// The process running a bulk replay is killed (SIGKILL) mid-batch. The operation stays
+/// `running` with what it committed; once its lease runs out another process resumes from the
+/// last committed batch, and every dead letter is replayed exactly once.
+#[tokio::test]
+async fn a_bulk_replay_survives_the_death_of_its_process_and_is_resumed_elsewhere() {
+    let env = TestEnv::new().await;
+    let admin_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let text = env.config_text(&seeded_sources()).replace(
+        "admin_listen = \"127.0.0.1:0\"",
+        &format!("admin_listen = \"127.0.0.1:{admin_port}\""),
+    );
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+    let mut doomed = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .arg("--config")
+        .arg(file.path())
+        .arg("receive")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let doomed_admin = format!("http://127.0.0.1:{admin_port}");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http
+        .get(format!("{doomed_admin}/v1/openapi.json"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(started.elapsed() < WAIT, "the doomed process did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Seeded once the process has migrated the schema.
+    seed::dead_letters(&env.db, "github", "ci", 5_000).await;
+
+    let reply = send(
+        http.post(format!("{doomed_admin}/v1/dead-letters/replay"))
+            .bearer_auth(ONCALL)
+            .json(&json!({"source": "github"})),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{reply:?}");
+    let op = reply.header("location").unwrap().to_string();
+    let id = uuid(&reply.json["id"]);
+    let progress = || async {
+        sqlx::query_as::<_, (String, i64)>("SELECT state, replayed FROM operations WHERE id = $1")
+            .bind(id)
+            .fetch_one(&env.db)
+            .await
+            .unwrap()
+    };
+    while progress().await.1 == 0 {
+        assert!(started.elapsed() < WAIT, "no batch was committed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Hold the next batch at the table lock, then kill the process inside it: that batch rolls
+    // back with the dead connection.
+    let mut lock = env.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE dead_letters IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    lock.rollback().await.unwrap();
+
+    let (state, replayed_before) = progress().await;
+    assert_eq!(state, "running");
+    assert!(
+        replayed_before > 0 && replayed_before < 5_000 && replayed_before % 500 == 0,
+        "{replayed_before}"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM dead_letters WHERE replayed_at IS NOT NULL")
+            .await,
+        replayed_before,
+        "what was counted is exactly what was committed"
+    );
+
+    // The dead runner's 30 s lease runs out (here at once), and another process takes over.
+    sqlx::query("UPDATE operations SET lease_until = now() WHERE id = $1")
+        .bind(id)
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let rescuer = seeded_gateway(&env).await;
+    let finished = until_finished(&rescuer, &op).await;
+    assert_eq!(finished.json["state"], "succeeded");
+    assert_eq!(finished.json["matched"], 5_000);
+    assert_eq!(finished.json["replayed"], 5_000);
+    for sql in [
+        "SELECT count(*) FROM dead_letters WHERE replayed_at IS NOT NULL",
+        "SELECT count(*) FROM deliveries WHERE state = 'pending' AND reason = 'replayed'",
+    ] {
+        assert_eq!(env.count(sql).await, 5_000, "{sql}");
+    }
+    // Replayed once each: a second replay would have raised the budget twice.
+    assert_eq!(
+        env.count("SELECT count(*) FROM deliveries WHERE max_attempts <> 7")
+            .await,
+        0
+    );
+    rescuer.stop().await;
+}

@@ -1,0 +1,121 @@
+//! Rows written straight into a test's schema: events and dead letters at chosen times, in
+//! numbers no test would wait for the pipeline to produce. Each takes a pool or, to write
+//! inside a transaction, a connection.
+
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// An event dead-lettered for `destination` after 3 attempts, its dead letter created at
+/// `created_at` (SQL timestamptz text). Returns the dead letter's id.
+pub async fn dead_letter(
+    db: impl PgExecutor<'_>,
+    source: &str,
+    destination: &str,
+    created_at: &str,
+) -> Uuid {
+    dead_letter_with(
+        db,
+        source,
+        destination,
+        created_at,
+        b"{\"hello\":\"world\"}",
+        "HTTP 500",
+    )
+    .await
+}
+
+/// [`dead_letter`] with this payload and last error. The event's external id is
+/// `ext-<event id>`.
+pub async fn dead_letter_with(
+    db: impl PgExecutor<'_>,
+    source: &str,
+    destination: &str,
+    created_at: &str,
+    payload: &[u8],
+    last_error: &str,
+) -> Uuid {
+    let event = Uuid::new_v4();
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "WITH e AS (
+             INSERT INTO events (id, source, external_id, payload, headers, status)
+             VALUES ($1, $3, 'ext-' || $1::text, $5, '[]'::jsonb, 'dead_lettered')
+             RETURNING id
+         ), d AS (
+             INSERT INTO deliveries (event_id, destination, state, attempts, max_attempts,
+                                     last_status, last_error)
+             SELECT id, $4, 'dead', 3, 3, 500, $6 FROM e
+         )
+         INSERT INTO dead_letters (id, event_id, source, destination, payload, attempts,
+                                   last_error, last_status, failure_kind, first_attempt_at,
+                                   last_attempt_at, created_at)
+         SELECT $2, id, $3, $4, $5, 3, $6, 500, 'rejected', $7::timestamptz - interval '1 hour',
+                $7::timestamptz, $7::timestamptz
+         FROM e",
+    )
+    .bind(event)
+    .bind(id)
+    .bind(source)
+    .bind(destination)
+    .bind(payload)
+    .bind(last_error)
+    .bind(created_at)
+    .execute(db)
+    .await
+    .unwrap();
+    id
+}
+
+/// `count` dead letters of `source`/`destination` in one statement, created 1..=count seconds
+/// ago, each from its own event (external id `bulk-<event id>`) whose delivery is dead after 3
+/// attempts.
+pub async fn dead_letters(db: impl PgExecutor<'_>, source: &str, destination: &str, count: i32) {
+    sqlx::query(
+        "WITH g AS (
+             SELECT gen_random_uuid() AS event, gen_random_uuid() AS id, n
+             FROM generate_series(1, $1) n
+         ), e AS (
+             INSERT INTO events (id, source, external_id, payload, headers, status)
+             SELECT event, $2, 'bulk-' || event::text, '{}', '[]', 'dead_lettered' FROM g
+         ), d AS (
+             INSERT INTO deliveries (event_id, destination, state, attempts, max_attempts)
+             SELECT event, $3, 'dead', 3, 3 FROM g
+         )
+         INSERT INTO dead_letters (id, event_id, source, destination, payload, attempts,
+                                   last_error, last_status, failure_kind, created_at)
+         SELECT id, event, $2, $3, '{}', 3, 'HTTP 503', 503, 'rejected',
+                now() - n * interval '1 second'
+         FROM g",
+    )
+    .bind(count)
+    .bind(source)
+    .bind(destination)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+/// An event of `source` with `status`, received at `received_at` (SQL timestamptz text), with
+/// no deliveries. Returns its id.
+pub async fn event(
+    db: impl PgExecutor<'_>,
+    source: &str,
+    external_id: &str,
+    received_at: &str,
+    status: &str,
+) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO events (id, source, external_id, payload, headers, received_at, status)
+         VALUES ($1, $2, $3, '{}', '[]', $4::timestamptz, $5)",
+    )
+    .bind(id)
+    .bind(source)
+    .bind(external_id)
+    .bind(received_at)
+    .bind(status)
+    .execute(db)
+    .await
+    .unwrap();
+    id
+}
