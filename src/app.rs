@@ -5,7 +5,7 @@ use crate::admin::Admin;
 use crate::config::Config;
 use crate::operations::Runner;
 use crate::queue::stream::Streams;
-use crate::receiver::{self, Receiver};
+use crate::receiver::{self, Batcher, Receiver};
 use crate::replay::Replayer;
 use crate::store::Store;
 use crate::worker::Worker;
@@ -100,6 +100,7 @@ impl Gateway {
         });
         let public = public.map(|listener| {
             let receiver = Arc::new(Receiver {
+                batcher: Batcher::spawn(store.clone(), streams.clone()),
                 config: config.clone(),
                 store,
                 streams,

@@ -29,6 +29,10 @@ pub enum EventIdError {
     Missing(String),
     #[error("event id is longer than {MAX_LEN} bytes")]
     TooLong,
+    /// Postgres text cannot hold NUL: refused here as a 400, not failed later as a 503 that
+    /// the provider would retry forever.
+    #[error("event id contains a NUL character")]
+    Nul,
 }
 
 impl EventIdRule {
@@ -59,6 +63,7 @@ impl EventIdRule {
         };
         match found {
             Some(id) if id.len() > MAX_LEN => Err(EventIdError::TooLong),
+            Some(id) if id.contains('\0') => Err(EventIdError::Nul),
             Some(id) => Ok(id),
             None if self.fallback_body_sha256 => Ok(hex::encode(Sha256::digest(body))),
             None => Err(EventIdError::Missing(match &self.from {
@@ -141,6 +146,16 @@ mod tests {
         assert_eq!(
             rule.extract(&none, br#"{"event_id":"Ev1"}"#),
             Ok("Ev1".into())
+        );
+    }
+
+    #[test]
+    fn ids_with_nul_are_refused() {
+        let rule = EventIdRule::json_pointer("/id");
+        let body = br#"{"id":"evt_\u0000x"}"#;
+        assert_eq!(
+            rule.extract(&HeaderMap::new(), body),
+            Err(EventIdError::Nul)
         );
     }
 

@@ -277,6 +277,105 @@ async fn duplicate_storm_is_accepted_once_stored_once_enqueued_once() {
     assert_eq!(env.stream_len("stripe").await, 1);
 }
 
+/// Concurrent webhooks of several sources, each sent three times, share multi-row inserts:
+/// still one row, one stream entry and the right deliveries per event, and every `accepted`
+/// answer comes after its row is committed.
+#[tokio::test]
+async fn a_burst_is_stored_in_shared_batches_with_every_guarantee_kept() {
+    let env = TestEnv::new().await;
+    let sink = "http://127.0.0.1:9/hook";
+    let gw = env
+        .start_receiver(&format!(
+            r#"
+            [[sources]]
+            name = "github"
+            provider = "github"
+            secrets = ["{GITHUB_SECRET}"]
+              [[sources.destinations]]
+              name = "ci"
+              url = "{sink}"
+              [[sources.destinations]]
+              name = "audit"
+              url = "{sink}"
+
+            [[sources]]
+            name = "shopify"
+            provider = "shopify"
+            secrets = ["{SHOPIFY_SECRET}"]
+            "#
+        ))
+        .await;
+    const EVENTS: usize = 150;
+    let requests = (0..EVENTS * 3).map(|n| {
+        let (env, gw) = (&env, &gw);
+        async move {
+            let i = n % EVENTS;
+            let body = format!(r#"{{"n":{i}}}"#);
+            let reply = match i % 2 {
+                0 => {
+                    let headers = sign::github(GITHUB_SECRET, &format!("d-{i}"), body.as_bytes());
+                    gw.post("github", &headers, body.as_bytes()).await
+                }
+                _ => {
+                    let headers = sign::shopify(SHOPIFY_SECRET, &format!("w-{i}"), body.as_bytes());
+                    gw.post("shopify", &headers, body.as_bytes()).await
+                }
+            };
+            assert_eq!(reply.status, 200, "{reply:?}");
+            if reply.json["status"] == "accepted" {
+                let stored: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM events WHERE id = $1::uuid")
+                        .bind(reply.json["id"].as_str().unwrap())
+                        .fetch_one(&env.db)
+                        .await
+                        .unwrap();
+                assert_eq!(stored, 1, "answered before its commit: {reply:?}");
+            }
+            (i, reply)
+        }
+    });
+    let replies = futures::future::join_all(requests).await;
+
+    let mut ids = std::collections::HashMap::new();
+    let mut accepted = 0;
+    for (i, reply) in &replies {
+        accepted += usize::from(reply.json["status"] == "accepted");
+        let id = ids.entry(*i).or_insert_with(|| reply.json["id"].clone());
+        assert_eq!(*id, reply.json["id"], "event {i} answered with two ids");
+    }
+    assert_eq!(accepted, EVENTS);
+    assert_eq!(rows(&env).await, EVENTS as i64);
+    assert_eq!(env.stream_len("github").await, EVENTS / 2);
+    assert_eq!(env.stream_len("shopify").await, EVENTS / 2);
+    // Each source's own destinations, whatever it shared a batch with.
+    assert_eq!(
+        env.count("SELECT count(*) FROM deliveries").await,
+        2 * (EVENTS / 2) as i64
+    );
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM events WHERE source = 'github' AND status = 'pending'
+               AND (SELECT count(*) FROM deliveries WHERE event_id = events.id) = 2"
+        )
+        .await,
+        (EVENTS / 2) as i64
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM events WHERE source = 'shopify' AND status = 'delivered'")
+            .await,
+        (EVENTS / 2) as i64
+    );
+    // Events committed by one statement share its transaction's timestamp: fewer distinct
+    // times than events means inserts were shared.
+    let statements = env
+        .count("SELECT count(DISTINCT received_at) FROM events")
+        .await;
+    assert!(
+        statements < EVENTS as i64,
+        "no batch formed: {statements} inserts"
+    );
+}
+
 #[tokio::test]
 async fn a_later_retry_is_a_duplicate_and_is_not_enqueued_again() {
     let env = TestEnv::new().await;
@@ -395,6 +494,16 @@ async fn a_missing_event_id_is_a_400() {
             "stripe",
             &sign::stripe(STRIPE_SECRET, sign::now(), no_id),
             no_id,
+        )
+        .await;
+    reply.assert_problem(400, "event-id");
+    // Postgres text cannot hold NUL: refused as a 400, never a 503 retried forever.
+    let nul = br#"{"id":"evt_\u0000","object":"event"}"#;
+    let reply = gw
+        .post(
+            "stripe",
+            &sign::stripe(STRIPE_SECRET, sign::now(), nul),
+            nul,
         )
         .await;
     reply.assert_problem(400, "event-id");

@@ -1,10 +1,10 @@
 //! `POST /webhooks/{source}`: size limit -> verify -> event id -> insert -> XADD -> 200.
 
+use super::batcher::Unavailable;
 use super::{Receiver, handshake, stored_headers};
 use crate::config::Source;
 use crate::event_id::EventIdError;
 use crate::problem::Problem;
-use crate::store::StoreError;
 use crate::store::events::{Inserted, NewEvent};
 use crate::verify::VerifyError;
 use axum::Json;
@@ -34,7 +34,7 @@ pub enum IngestError {
     #[error(transparent)]
     EventId(#[from] EventIdError),
     #[error("the event could not be stored")]
-    Unavailable(#[from] StoreError),
+    Unavailable(#[from] Unavailable),
 }
 
 impl IngestError {
@@ -141,27 +141,17 @@ async fn handle(
     }
     let external_id = source.event_id.extract(headers, &body)?;
     let event = NewEvent {
-        source: &source.name,
-        external_id: &external_id,
-        payload: &body,
+        source: source.name.clone(),
+        external_id: external_id.clone(),
+        payload: body,
         headers: stored_headers::to_json(headers),
-        destinations: source
-            .destinations
-            .iter()
-            .map(|d| d.name.as_str())
-            .collect(),
+        destinations: source.destinations.iter().map(|d| d.name.clone()).collect(),
         max_attempts: source.retry.max_attempts as i32,
         verified,
     };
-    let inserted = receiver.store.insert_event(&event).await?;
-    if let Inserted::New(id) = inserted {
-        // The event is committed: from here on the answer is 200 whatever Redis does.
-        if let Err(error) = receiver.streams.enqueue(&source.name, id).await {
-            metrics::counter!("hookgate_enqueue_failures_total", "source" => source.name.clone())
-                .increment(1);
-            tracing::warn!(%error, event = %id, "XADD failed; the scheduler will enqueue the event");
-        }
-    }
+    // Answered once the event is committed and, when new, its XADD tried: from the commit
+    // on the answer is 200 whatever Redis does.
+    let inserted = receiver.batcher.ingest(event).await?;
     tracing::info!(source = %source.name, %external_id, ?inserted, "webhook stored");
     Ok(Handled::Stored(inserted))
 }

@@ -1,6 +1,7 @@
 //! The public listener: `POST /webhooks/{source}` and health. No SQL or Redis here: those go
 //! through `store` and `queue`.
 
+mod batcher;
 mod handshake;
 mod health;
 mod ingest;
@@ -14,10 +15,13 @@ use axum::Router;
 use axum::routing::{get, post};
 use std::sync::Arc;
 
+pub use batcher::Batcher;
+
 pub struct Receiver {
     pub config: Arc<Config>,
     pub store: Store,
     pub streams: Streams,
+    pub batcher: Batcher,
 }
 
 pub fn router(receiver: Arc<Receiver>) -> Router {

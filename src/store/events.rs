@@ -2,21 +2,18 @@
 
 use super::{Store, StoreError};
 use crate::verify::Verified;
-use std::time::Duration;
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
-/// Beyond this the provider gets 503 and retries; the insert may still commit, in which case
-/// the retry is answered "duplicate" and nothing is lost or doubled.
-const INSERT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// A webhook that passed verification, ready to store.
-pub struct NewEvent<'a> {
-    pub source: &'a str,
-    pub external_id: &'a str,
-    pub payload: &'a [u8],
+pub struct NewEvent {
+    pub source: String,
+    pub external_id: String,
+    pub payload: Bytes,
     pub headers: serde_json::Value,
     /// The source's destinations: one delivery each, created with the event.
-    pub destinations: Vec<&'a str>,
+    pub destinations: Vec<String>,
     /// The source's attempt budget per delivery.
     pub max_attempts: i32,
     /// Only verified requests become events.
@@ -32,53 +29,117 @@ pub enum Inserted {
 }
 
 impl Store {
-    pub async fn insert_event(&self, event: &NewEvent<'_>) -> Result<Inserted, StoreError> {
-        tokio::time::timeout(INSERT_TIMEOUT, self.insert_event_inner(event))
-            .await
-            .map_err(|_| StoreError::Timeout(INSERT_TIMEOUT))?
-    }
-
-    async fn insert_event_inner(&self, event: &NewEvent<'_>) -> Result<Inserted, StoreError> {
+    /// Stores `events` with one statement, so all of them commit together (or none does), and
+    /// answers for each, in order: new, or a duplicate of an event already stored (possibly
+    /// by another of `events`).
+    pub async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
         // UUIDv7: time-ordered, so the primary key index stays append-mostly.
-        let id = Uuid::now_v7();
-        // One statement writes the event and its deliveries, so all commit or none does: from
-        // the commit on, the pending deliveries are the record of work owed, whether or not
-        // the XADD that follows succeeds. A source without destinations owes nothing.
-        let inserted: Option<Uuid> = sqlx::query_scalar(
-            "WITH ins AS (
+        let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+        let sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
+        let external_ids: Vec<&str> = events.iter().map(|e| e.external_id.as_str()).collect();
+        let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_ref()).collect();
+        let headers: Vec<&serde_json::Value> = events.iter().map(|e| &e.headers).collect();
+        // Destinations per source (a batch usually holds few sources), as parallel arrays.
+        let mut routes: HashMap<&str, (&[String], i32)> = HashMap::new();
+        for e in events {
+            routes.insert(&e.source, (&e.destinations, e.max_attempts));
+        }
+        let (mut route_sources, mut route_names, mut route_budgets) = (vec![], vec![], vec![]);
+        for (source, (destinations, max_attempts)) in &routes {
+            for destination in destinations.iter() {
+                route_sources.push(*source);
+                route_names.push(destination.as_str());
+                route_budgets.push(*max_attempts);
+            }
+        }
+        // One statement writes the events and their deliveries, so all commit or none does:
+        // from the commit on, the pending deliveries are the record of work owed, whether or
+        // not the XADD that follows succeeds. A source without destinations owes nothing.
+        // Rows go in key order, so concurrent batches wait on each other's unique-index
+        // entries in one order and cannot deadlock. A key twice in one batch is inserted
+        // once: ON CONFLICT DO NOTHING skips the second row as it would a committed one.
+        let inserted: Vec<Uuid> = sqlx::query_scalar(
+            "WITH input AS (
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[])
+                     AS t (id, source, external_id, payload, headers)
+             ), routes AS (
+                 SELECT * FROM unnest($6::text[], $7::text[], $8::int4[])
+                     AS r (source, destination, max_attempts)
+             ), ins AS (
                  INSERT INTO events (id, source, external_id, payload, headers, status)
-                 VALUES ($1, $2, $3, $4, $5,
-                         CASE WHEN cardinality($6::text[]) = 0 THEN 'delivered' ELSE 'pending' END)
+                 SELECT i.id, i.source, i.external_id, i.payload, i.headers,
+                        CASE WHEN EXISTS (SELECT 1 FROM routes r WHERE r.source = i.source)
+                             THEN 'pending' ELSE 'delivered' END
+                 FROM input i
+                 ORDER BY i.source, i.external_id
                  ON CONFLICT (source, external_id) DO NOTHING
-                 RETURNING id, received_at
+                 RETURNING id, source, received_at
              ), deliveries AS (
                  INSERT INTO deliveries (event_id, destination, max_attempts, next_attempt_at)
-                 SELECT ins.id, d, $7, ins.received_at FROM ins, unnest($6::text[]) AS d
+                 SELECT ins.id, r.destination, r.max_attempts, ins.received_at
+                 FROM ins JOIN routes r ON r.source = ins.source
              )
              SELECT id FROM ins",
         )
-        .bind(id)
-        .bind(event.source)
-        .bind(event.external_id)
-        .bind(event.payload)
-        .bind(&event.headers)
-        .bind(&event.destinations)
-        .bind(event.max_attempts)
-        .fetch_optional(&self.pool)
+        .bind(&ids)
+        .bind(&sources)
+        .bind(&external_ids)
+        .bind(&payloads)
+        .bind(&headers)
+        .bind(&route_sources)
+        .bind(&route_names)
+        .bind(&route_budgets)
+        .fetch_all(&self.pool)
         .await?;
-        if let Some(id) = inserted {
-            return Ok(Inserted::New(id));
+        let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+        if inserted.len() == events.len() {
+            return Ok(ids.into_iter().map(Inserted::New).collect());
         }
-        // A separate statement: the conflicting row may have been committed after the insert's
-        // snapshot was taken, and only a new snapshot sees it.
-        let existing: Option<Uuid> =
-            sqlx::query_scalar("SELECT id FROM events WHERE source = $1 AND external_id = $2")
-                .bind(event.source)
-                .bind(event.external_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        existing
-            .map(Inserted::Duplicate)
-            .ok_or(StoreError::Db(sqlx::Error::RowNotFound))
+        let existing = self.existing_ids(events, &ids, &inserted).await?;
+        ids.iter()
+            .zip(events)
+            .map(|(id, e)| match inserted.contains(id) {
+                true => Ok(Inserted::New(*id)),
+                false => existing
+                    .get(&(e.source.as_str(), e.external_id.as_str()))
+                    .map(|id| Inserted::Duplicate(*id))
+                    .ok_or(StoreError::Db(sqlx::Error::RowNotFound)),
+            })
+            .collect()
+    }
+
+    /// The stored ids of the `events` that were not inserted. A separate statement: a
+    /// conflicting row may have been committed after the insert's snapshot was taken, and
+    /// only a new snapshot sees it.
+    async fn existing_ids<'a>(
+        &self,
+        events: &'a [NewEvent],
+        ids: &[Uuid],
+        inserted: &HashSet<Uuid>,
+    ) -> Result<HashMap<(&'a str, &'a str), Uuid>, StoreError> {
+        let (sources, external_ids): (Vec<&str>, Vec<&str>) = ids
+            .iter()
+            .zip(events)
+            .filter(|(id, _)| !inserted.contains(id))
+            .map(|(_, e)| (e.source.as_str(), e.external_id.as_str()))
+            .unzip();
+        let rows: Vec<(String, String, Uuid)> = sqlx::query_as(
+            "SELECT e.source, e.external_id, e.id
+             FROM events e JOIN unnest($1::text[], $2::text[]) AS k (source, external_id)
+                 USING (source, external_id)",
+        )
+        .bind(&sources)
+        .bind(&external_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(source, external_id, id)| {
+                let key = events
+                    .iter()
+                    .find(|e| e.source == source && e.external_id == external_id)?;
+                Some(((key.source.as_str(), key.external_id.as_str()), id))
+            })
+            .collect())
     }
 }

@@ -1,0 +1,171 @@
+//! Micro-batching of ingest: concurrent webhooks share one multi-row insert and one pipelined
+//! XADD. Each request is still answered only after its own row is committed (and its XADD
+//! tried), so every guarantee of the single-row path holds; what changes is that a busy
+//! receiver pays one Postgres round trip and one commit per batch instead of per webhook.
+//!
+//! There is no timer: a flusher takes whatever has queued up while the previous batches were
+//! in flight. An idle receiver therefore flushes each webhook at once (no added latency), and
+//! a loaded one forms batches as large as the load.
+
+use crate::queue::stream::Streams;
+use crate::store::events::{Inserted, NewEvent};
+use crate::store::{Store, StoreError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use uuid::Uuid;
+
+/// Batches in flight at once: enough to keep Postgres busy while a batch fills, few enough
+/// that batches do fill under load.
+const FLUSHERS: usize = 4;
+/// Webhooks per insert, at most.
+const MAX_BATCH: usize = 128;
+/// Payload bytes per insert, at most (a batch always takes at least one webhook).
+const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Webhooks waiting for a flusher, at most; beyond it requests wait to be queued.
+const QUEUE: usize = 4096;
+/// Beyond this the provider gets 503 and retries; the insert may still commit, in which case
+/// the retry is answered "duplicate" and nothing is lost or doubled.
+pub const INSERT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a webhook could not be stored: the provider gets 503 and retries.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unavailable {
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+    #[error("postgres did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the receiver is shutting down")]
+    Closed,
+}
+
+impl From<StoreError> for Unavailable {
+    fn from(error: StoreError) -> Self {
+        Self::Store(Arc::new(error))
+    }
+}
+
+type Outcome = Result<Inserted, Unavailable>;
+
+struct Job {
+    event: NewEvent,
+    reply: oneshot::Sender<Outcome>,
+}
+
+#[derive(Clone)]
+pub struct Batcher {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Batcher {
+    /// Starts the flushers; they stop once every clone of the batcher is dropped and the
+    /// queue is drained.
+    pub fn spawn(store: Store, streams: Streams) -> Self {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..FLUSHERS {
+            tokio::spawn(flush_loop(queue.clone(), store.clone(), streams.clone()));
+        }
+        Self { jobs }
+    }
+
+    /// Stores `event` (and, when new, enqueues it); answers once its batch is committed.
+    pub async fn ingest(&self, event: NewEvent) -> Outcome {
+        let (reply, answer) = oneshot::channel();
+        let queued_and_answered = async {
+            self.jobs
+                .send(Job { event, reply })
+                .await
+                .map_err(|_| Unavailable::Closed)?;
+            answer.await.map_err(|_| Unavailable::Closed)?
+        };
+        tokio::time::timeout(INSERT_TIMEOUT, queued_and_answered)
+            .await
+            .map_err(|_| Unavailable::Timeout(INSERT_TIMEOUT))?
+    }
+}
+
+async fn flush_loop(queue: Arc<Mutex<mpsc::Receiver<Job>>>, store: Store, streams: Streams) {
+    loop {
+        let batch = {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else {
+                return;
+            };
+            let mut bytes = first.event.payload.len();
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                match queue.try_recv() {
+                    Ok(job) => {
+                        bytes += job.event.payload.len();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        flush(&store, &streams, batch).await;
+    }
+}
+
+async fn flush(store: &Store, streams: &Streams, batch: Vec<Job>) {
+    metrics::histogram!("hookgate_ingest_batch_size").record(batch.len() as f64);
+    let (events, replies): (Vec<NewEvent>, Vec<_>) =
+        batch.into_iter().map(|j| (j.event, j.reply)).unzip();
+    let results = insert(store, &events).await;
+    enqueue_new(streams, &events, &results).await;
+    for (reply, result) in replies.into_iter().zip(results) {
+        // A requester that gave up (timeout, disconnect) is answered "duplicate" on its retry.
+        let _ = reply.send(result);
+    }
+}
+
+/// One result per event. A batch the database refuses as a whole is retried event by event,
+/// so one event the database cannot take (it should not happen: inputs are validated) fails
+/// alone instead of taking its batch-mates with it.
+async fn insert(store: &Store, events: &[NewEvent]) -> Vec<Outcome> {
+    let attempt = tokio::time::timeout(INSERT_TIMEOUT, store.insert_events(events)).await;
+    match attempt {
+        Ok(Ok(inserted)) => inserted.into_iter().map(Ok).collect(),
+        Ok(Err(StoreError::Db(sqlx::Error::Database(error)))) if events.len() > 1 => {
+            tracing::warn!(%error, size = events.len(), "batch insert refused; inserting one by one");
+            let mut results = Vec::with_capacity(events.len());
+            for event in events.chunks(1) {
+                results.push(match store.insert_events(event).await {
+                    Ok(mut one) => Ok(one.remove(0)),
+                    Err(error) => Err(error.into()),
+                });
+            }
+            results
+        }
+        Ok(Err(error)) => {
+            let error = Unavailable::from(error);
+            events.iter().map(|_| Err(error.clone())).collect()
+        }
+        Err(_) => events
+            .iter()
+            .map(|_| Err(Unavailable::Timeout(INSERT_TIMEOUT)))
+            .collect(),
+    }
+}
+
+/// XADDs the new events, one atomic pipeline per source. A failure is logged and counted:
+/// the events are committed, the webhooks are still answered 200, and the scheduler
+/// enqueues them later.
+async fn enqueue_new(streams: &Streams, events: &[NewEvent], results: &[Outcome]) {
+    let mut by_source: BTreeMap<&str, Vec<Uuid>> = BTreeMap::new();
+    for (event, result) in events.iter().zip(results) {
+        if let Ok(Inserted::New(id)) = result {
+            by_source.entry(&event.source).or_default().push(*id);
+        }
+    }
+    for (source, ids) in by_source {
+        if let Err(error) = streams.enqueue_many(source, &ids).await {
+            metrics::counter!("hookgate_enqueue_failures_total", "source" => source.to_string())
+                .increment(ids.len() as u64);
+            tracing::warn!(%error, source, events = ids.len(), "XADD failed; the scheduler will enqueue the events");
+        }
+    }
+}
