@@ -58,6 +58,8 @@ impl Gateway {
     pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Self> {
         let metrics = telemetry::metrics();
         let store = Store::connect_lazy(&config.database_url, config.database_pool_size)?;
+        let worker_store =
+            Store::connect_lazy_relaxed(&config.database_url, config.database_pool_size)?;
         store
             .migrate()
             .await
@@ -93,7 +95,7 @@ impl Gateway {
         let worker = roles.worker.then(|| {
             Worker::spawn(
                 config.clone(),
-                store.clone(),
+                worker_store,
                 streams.clone(),
                 shutdown.clone(),
             )

@@ -616,3 +616,20 @@ async fn a_dead_letter_replayed_after_the_destination_heals_is_delivered() {
         ]
     );
 }
+
+/// Ingest commits wait for the WAL flush (an acknowledged event survives a crash); the
+/// worker's bookkeeping does not (a lost outcome only means a delivery is made again).
+#[tokio::test]
+async fn only_the_workers_pool_commits_without_waiting_for_the_flush() {
+    let env = TestEnv::new().await;
+    let show = |store: hookgate::store::Store| async move {
+        sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    let events = hookgate::store::Store::connect_lazy(&env.database_url, 1).unwrap();
+    let worker = hookgate::store::Store::connect_lazy_relaxed(&env.database_url, 1).unwrap();
+    assert_eq!(show(events).await, "on");
+    assert_eq!(show(worker).await, "off");
+}

@@ -157,14 +157,22 @@ impl Store {
                     ("dead", format!("attempts exhausted ({})", a.attempt), None)
                 }
             };
+            // The attempt is recorded by the same statement that settles the delivery, and
+            // only if this worker still holds its lease.
             let owned = sqlx::query(
-                "UPDATE deliveries
-                 SET state = $4, reason = $5, lease_until = NULL, lease_token = NULL,
-                     last_status = $6, last_error = $7,
-                     next_attempt_at = CASE WHEN $8::float8 IS NULL THEN next_attempt_at
-                                            ELSE now() + make_interval(secs => $8) END,
-                     delivered_at = CASE WHEN $4 = 'delivered' THEN now() END
-                 WHERE event_id = $1 AND destination = $2 AND lease_token = $3",
+                "WITH settled AS (
+                     UPDATE deliveries
+                     SET state = $4, reason = $5, lease_until = NULL, lease_token = NULL,
+                         last_status = $6, last_error = $7,
+                         next_attempt_at = CASE WHEN $8::float8 IS NULL THEN next_attempt_at
+                                                ELSE now() + make_interval(secs => $8) END,
+                         delivered_at = CASE WHEN $4 = 'delivered' THEN now() END
+                     WHERE event_id = $1 AND destination = $2 AND lease_token = $3
+                     RETURNING event_id, destination
+                 )
+                 INSERT INTO delivery_attempts
+                     (event_id, destination, attempt, status_code, error, duration_ms)
+                 SELECT event_id, destination, $9, $6, $7, $10 FROM settled",
             )
             .bind(event.event_id)
             .bind(&a.destination)
@@ -174,6 +182,8 @@ impl Store {
             .bind(status)
             .bind(error)
             .bind(retry_in)
+            .bind(a.attempt)
+            .bind(i32::try_from(a.duration.as_millis()).unwrap_or(i32::MAX))
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -181,19 +191,6 @@ impl Store {
                 tracing::warn!(event = %event.event_id, destination = %a.destination, "lease lost before the outcome was recorded; the new owner decides");
                 continue;
             }
-            sqlx::query(
-                "INSERT INTO delivery_attempts
-                     (event_id, destination, attempt, status_code, error, duration_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(event.event_id)
-            .bind(&a.destination)
-            .bind(a.attempt)
-            .bind(status)
-            .bind(error)
-            .bind(i32::try_from(a.duration.as_millis()).unwrap_or(i32::MAX))
-            .execute(&mut *tx)
-            .await?;
             if let (Next::DeadLetter, Some((kind, _))) = (a.next, &a.failure) {
                 sqlx::query(
                     "INSERT INTO dead_letters

@@ -8,7 +8,7 @@ pub mod operations;
 pub mod status;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::time::Duration;
 
 /// How long a request may wait for a pooled connection before the receiver answers 503.
@@ -37,10 +37,27 @@ pub struct Store {
 impl Store {
     /// A pool that connects on first use, so a process can start while Postgres is still coming up.
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::lazy(url.parse()?, max_connections)
+    }
+
+    /// Like [`Store::connect_lazy`], but commits do not wait for the WAL flush
+    /// (`synchronous_commit = off`). For the worker's bookkeeping only: a commit lost in a
+    /// Postgres crash (the last few hundred milliseconds) leaves a delivery pending or its
+    /// lease to run out, and it is delivered again (at least once, never lost); the events
+    /// themselves are always written through a synchronous pool.
+    pub fn connect_lazy_relaxed(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url.parse()?;
+        Self::lazy(
+            options.options([("synchronous_commit", "off")]),
+            max_connections,
+        )
+    }
+
+    fn lazy(options: PgConnectOptions, max_connections: u32) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_lazy(url)?;
+            .connect_lazy_with(options);
         Ok(Self { pool })
     }
 
