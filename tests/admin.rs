@@ -222,6 +222,16 @@ async fn poll(gw: &Running, path: &str, done: impl Fn(&Reply) -> bool) -> Reply 
     }
 }
 
+/// Holds a lock that makes replay batches wait (writes) but not reads, until rolled back.
+async fn lock_dead_letters(env: &TestEnv) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut lock = env.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE dead_letters IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    lock
+}
+
 /// Starts a bulk replay; asserts the 202 and its `Location`, returns the operation's path.
 async fn start_replay(gw: &Running, body: Value) -> (String, Reply) {
     let reply = send(
@@ -942,11 +952,7 @@ async fn a_bulk_replay_of_thousands_runs_as_an_operation_and_replays_only_its_se
 
     // While this lock is held the runner's first batch waits, so the operation is observably
     // running; reading it is not blocked.
-    let mut lock = env.db.begin().await.unwrap();
-    sqlx::query("LOCK TABLE dead_letters IN EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let lock = lock_dead_letters(&env).await;
     let (op, started) = start_replay(&gw, json!({"source": "github"})).await;
     assert_eq!(started.json["matched"], 3_000);
     assert_eq!(started.json["failed"], 0);
@@ -1050,11 +1056,7 @@ async fn a_bulk_replay_replays_what_matched_when_it_started_not_dead_letters_arr
     seed::dead_letters(&env.db, "github", "ci", 1_200).await;
 
     // The runner waits on the lock while newer dead letters are written under it.
-    let mut lock = env.db.begin().await.unwrap();
-    sqlx::query("LOCK TABLE dead_letters IN EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let mut lock = lock_dead_letters(&env).await;
     let (op, started) = start_replay(&gw, json!({"source": "github"})).await;
     assert_eq!(started.json["matched"], 1_200);
     let mut arrived = Vec::new();
@@ -1454,11 +1456,7 @@ async fn a_bulk_replay_survives_the_death_of_its_process_and_is_resumed_elsewher
     }
     // Hold the next batch at the table lock, then kill the process inside it: that batch rolls
     // back with the dead connection.
-    let mut lock = env.db.begin().await.unwrap();
-    sqlx::query("LOCK TABLE dead_letters IN EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let lock = lock_dead_letters(&env).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     doomed.kill().unwrap();
     doomed.wait().unwrap();

@@ -53,15 +53,14 @@ pub async fn list(
         until,
         include_replayed,
     };
-    let mut items = admin
+    let rows = admin
         .store
         .list_dead_letters(&filter, page.before, page.fetch())
         .await?;
-    let next_cursor = page.finish(&mut items, |d| Keyset {
+    Ok(Json(page.listing(rows, |d| Keyset {
         at: d.created_at,
         id: d.id,
-    });
-    Ok(Json(Listing { items, next_cursor }))
+    })))
 }
 
 #[derive(Serialize)]

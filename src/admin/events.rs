@@ -50,15 +50,14 @@ pub async fn list(
         since,
         until,
     };
-    let mut items = admin
+    let rows = admin
         .store
         .list_events(&filter, page.before, page.fetch())
         .await?;
-    let next_cursor = page.finish(&mut items, |e| Keyset {
+    Ok(Json(page.listing(rows, |e| Keyset {
         at: e.received_at,
         id: e.id,
-    });
-    Ok(Json(Listing { items, next_cursor }))
+    })))
 }
 
 #[derive(Serialize)]

@@ -108,14 +108,20 @@ impl Page {
         self.limit + 1
     }
 
-    /// Cuts `rows` (fetched with [`Page::fetch`]) to the page and returns the cursor of the
-    /// next page, if there is one.
-    pub fn finish<T>(&self, rows: &mut Vec<T>, key: impl Fn(&T) -> Keyset) -> Option<String> {
-        if rows.len() <= self.limit as usize {
-            return None;
+    /// Cuts `rows` (fetched with [`Page::fetch`]) to the page, with the cursor of the next
+    /// page if there is one.
+    pub fn listing<T>(&self, mut rows: Vec<T>, key: impl Fn(&T) -> Keyset) -> Listing<T> {
+        let next_cursor = match rows.len() > self.limit as usize {
+            true => {
+                rows.truncate(self.limit as usize);
+                rows.last().map(|last| encode_cursor(key(last)))
+            }
+            false => None,
+        };
+        Listing {
+            items: rows,
+            next_cursor,
         }
-        rows.truncate(self.limit as usize);
-        rows.last().map(|last| encode_cursor(key(last)))
     }
 }
 
@@ -181,12 +187,13 @@ mod tests {
             at: DateTime::from_timestamp_micros(*n).unwrap(),
             id: Uuid::nil(),
         };
-        let mut rows = vec![3, 2, 1];
-        let next = page.finish(&mut rows, key).unwrap();
-        assert_eq!(rows, [3, 2]);
-        assert_eq!(decode_cursor(&next).unwrap(), key(&2));
-        let mut last = vec![1];
-        assert_eq!(page.finish(&mut last, key), None);
+        let listing = page.listing(vec![3, 2, 1], key);
+        assert_eq!(listing.items, [3, 2]);
+        assert_eq!(
+            decode_cursor(&listing.next_cursor.unwrap()).unwrap(),
+            key(&2)
+        );
+        assert_eq!(page.listing(vec![1], key).next_cursor, None);
     }
 
     #[test]
