@@ -96,7 +96,11 @@ impl Store {
                      attempts = attempts + 1,
                      first_attempt_at = coalesce(first_attempt_at, now()),
                      last_attempt_at = now()
-                 WHERE event_id = $1 AND state = 'pending' AND next_attempt_at <= now()
+                 WHERE event_id = $1 AND state = 'pending'
+                   -- Written so that no index can serve it: the planner must find the rows
+                   -- by event id (primary key). As an index condition it made fresh tables
+                   -- scan every due delivery per claim through deliveries_due, O(backlog).
+                   AND next_attempt_at - now() <= interval '0'
                    AND (lease_until IS NULL OR lease_until < now())
                  RETURNING destination, attempts, max_attempts
              )
