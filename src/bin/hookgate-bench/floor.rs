@@ -131,7 +131,8 @@ async fn measure(
     })
     .await?;
 
-    // Verbatim the statement of src/store/events.rs, on the private tables.
+    // The single-row statement hookgate ran per webhook before micro-batching (commit 747703b):
+    // the event and its delivery row, on the private tables.
     let sql = "WITH ins AS (
              INSERT INTO hgbench_floor_events (id, source, external_id, payload, headers, status)
              VALUES ($1, $2, $3, $4, $5,
