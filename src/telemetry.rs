@@ -35,6 +35,9 @@ const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Webhooks per ingest insert, up to the batcher's maximum.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn metrics() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -42,6 +45,11 @@ pub fn metrics() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+                .expect("bucket list is not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full("hookgate_ingest_batch_size".into()),
+                    BATCH_BUCKETS,
+                )
                 .expect("bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();

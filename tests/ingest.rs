@@ -575,6 +575,10 @@ async fn metrics_are_on_the_admin_listener_only() {
         text.contains("hookgate_ingest_duration_seconds_bucket"),
         "{text}"
     );
+    assert!(
+        text.contains("hookgate_ingest_batch_size_bucket{le=\"1\"}"),
+        "{text}"
+    );
     let public = gw
         .http
         .get(format!("{}/metrics", gw.base))
