@@ -1,6 +1,7 @@
 use clap::{Parser, Subcommand};
 use hookgate::app::{Gateway, Roles};
 use hookgate::cli::dlq::DlqCommand;
+use hookgate::cli::events::EventsCommand;
 use hookgate::config::{Config, Target};
 use hookgate::store::Store;
 use hookgate::telemetry::{self, LogFormat};
@@ -43,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// What happened to events: list them, or show one destination by destination.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,7 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         print_summary(&cli.config, &config);
         return Ok(());
     }
-    if !matches!(cli.command, Command::Dlq { .. }) {
+    if !matches!(cli.command, Command::Dlq { .. } | Command::Events { .. }) {
         telemetry::init_tracing(cli.log_format);
     }
     let runtime = tokio::runtime::Runtime::new()?;
@@ -78,6 +84,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             Command::Dlq { command } => return hookgate::cli::dlq::run(&config, command).await,
+            Command::Events { command } => {
+                return hookgate::cli::events::run(&config, command).await;
+            }
             Command::CheckConfig => unreachable!("handled before the runtime starts"),
         };
         let gateway = Gateway::start(config, roles).await?;

@@ -1,5 +1,5 @@
-//! `hookgate dlq`: the real binary against real Postgres and Redis, with dead letters seeded
-//! directly in the test's schema.
+//! `hookgate dlq` and `hookgate events`: the real binary against real Postgres and Redis, with
+//! dead letters and events seeded directly in the test's schema.
 
 mod common;
 
@@ -687,4 +687,95 @@ async fn bad_time_filters_are_refused_with_the_reason() {
         .assert_fails_with("--since \"soon\"");
     assert!(cli.replayed_at(id).await.is_none());
     assert_eq!(cli.count("SELECT count(*) FROM dead_letters").await, 1);
+}
+
+/// `hookgate events`: the status resource from a shell, with the same JSON as the admin API.
+#[tokio::test]
+async fn events_list_and_show_tell_what_happened() {
+    let cli = Cli::new().await;
+    let older = seed::event(
+        &cli.env.db,
+        "github",
+        "gh-old",
+        "2026-11-20T10:00:00Z",
+        "delivered",
+    )
+    .await;
+    let newer = seed::event(
+        &cli.env.db,
+        "github",
+        "gh-new",
+        "2026-11-21T10:00:00Z",
+        "pending",
+    )
+    .await;
+    seed::event(
+        &cli.env.db,
+        "stripe",
+        "evt_1",
+        "2026-11-22T10:00:00Z",
+        "pending",
+    )
+    .await;
+    let listed = cli
+        .run(&["events", "list", "--source", "github", "--json"])
+        .await;
+    let ids: Vec<Value> = listed
+        .assert_ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].clone())
+        .collect();
+    assert_eq!(ids, [newer.to_string(), older.to_string()]);
+    let pending = cli
+        .run(&[
+            "events",
+            "list",
+            "--status",
+            "pending",
+            "--until",
+            "2026-11-22T00:00:00Z",
+        ])
+        .await;
+    let text = &pending.assert_ok().stdout;
+    assert!(text.starts_with("ID "), "{text}");
+    assert!(
+        text.contains(&newer.to_string()) && text.contains("gh-new"),
+        "{text}"
+    );
+    assert!(text.ends_with("1 event(s)\n"), "{text}");
+
+    let dead = seed::dead_letter(&cli.env.db, "github", "ci", "2026-11-23T09:00:00Z").await;
+    let event: Uuid = sqlx::query_scalar("SELECT event_id FROM dead_letters WHERE id = $1")
+        .bind(dead)
+        .fetch_one(&cli.env.db)
+        .await
+        .unwrap();
+    let shown = cli.run(&["events", "show", &event.to_string()]).await;
+    let text = &shown.assert_ok().stdout;
+    assert!(text.contains("status:       dead_lettered"), "{text}");
+    assert!(text.contains("DESTINATION  STATE"), "{text}");
+    assert!(text.contains(&format!("dead letter:  {dead}")), "{text}");
+    let json = cli
+        .run(&["events", "show", &event.to_string(), "--json"])
+        .await
+        .assert_ok()
+        .json();
+    assert_eq!(json["deliveries"][0]["state"], "dead");
+    assert_eq!(
+        json["dead_letters"][0]["href"],
+        format!("/v1/dead-letters/{dead}")
+    );
+
+    cli.run(&["events", "show", "42"])
+        .await
+        .assert_fails_with("\"42\" is not an event id (a UUID)");
+    cli.run(&["events", "show", &Uuid::new_v4().to_string()])
+        .await
+        .assert_fails_with("no event");
+    cli.run(&["events", "list", "--since", "yesterday"])
+        .await
+        .assert_fails_with("--since \"yesterday\" is neither");
 }

@@ -5,12 +5,12 @@ use super::auth::{Authorized, Read};
 use super::error::ApiError;
 use super::params::{self, Id, Listing, Page, Params};
 use crate::store::Keyset;
-use crate::store::status::{DeliveryStatus, EventFilter, EventSummary};
+use crate::store::status::{DeliveryStatus, EventFilter, EventStatus, EventSummary};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -60,27 +60,13 @@ pub async fn list(
     })))
 }
 
-#[derive(Serialize)]
-pub struct EventView {
-    #[serde(flatten)]
-    event: EventSummary,
-    deliveries: Vec<DeliveryStatus>,
-    dead_letters: Vec<Link>,
-}
-
-#[derive(Serialize)]
-struct Link {
-    id: Uuid,
-    href: String,
-}
-
 /// `GET /v1/events/{id}`, with `Retry-After` while a delivery is still to be attempted: when
 /// polling again could show something new.
 pub async fn show(
     _: Authorized<Read>,
     State(admin): State<Arc<Admin>>,
     Id(id): Id<Uuid>,
-) -> Result<(HeaderMap, Json<EventView>), ApiError> {
+) -> Result<(HeaderMap, Json<EventStatus>), ApiError> {
     let status = admin
         .store
         .event_status(id)
@@ -90,38 +76,14 @@ pub async fn show(
     if let Some(secs) = retry_after(&status.deliveries, Utc::now()) {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    let deliveries = status.deliveries.into_iter().map(with_retrying).collect();
-    let dead_letters = status
-        .dead_letters
-        .into_iter()
-        .map(|id| Link {
-            id,
-            href: format!("/v1/dead-letters/{id}"),
-        })
-        .collect();
-    Ok((
-        headers,
-        Json(EventView {
-            event: status.event,
-            deliveries,
-            dead_letters,
-        }),
-    ))
-}
-
-/// A pending delivery that has failed before is `retrying`: the difference on-call cares about.
-fn with_retrying(mut delivery: DeliveryStatus) -> DeliveryStatus {
-    if delivery.state == "pending" && delivery.attempts > 0 {
-        delivery.state = "retrying".to_string();
-    }
-    delivery
+    Ok((headers, Json(status)))
 }
 
 /// Seconds until the earliest pending delivery is due (at least 1), `None` when none is pending.
 fn retry_after(deliveries: &[DeliveryStatus], now: DateTime<Utc>) -> Option<u64> {
     deliveries
         .iter()
-        .filter(|d| d.state == "pending")
+        .filter(|d| EventStatus::is_pending(d))
         .map(|d| {
             d.next_attempt_at.map_or(0, |at| {
                 let ms = (at - now).num_milliseconds().max(0) as u64;
@@ -157,7 +119,7 @@ mod tests {
         let pending = [
             delivery("delivered", 1, None),
             delivery("pending", 1, Some(95_500)),
-            delivery("pending", 2, Some(30_001)),
+            delivery("retrying", 2, Some(30_001)),
         ];
         assert_eq!(retry_after(&pending, now), Some(31));
         assert_eq!(
@@ -165,18 +127,5 @@ mod tests {
             Some(1)
         );
         assert_eq!(retry_after(&[delivery("dead", 8, None)], now), None);
-    }
-
-    #[test]
-    fn a_pending_delivery_that_failed_before_is_retrying() {
-        assert_eq!(
-            with_retrying(delivery("pending", 0, Some(0))).state,
-            "pending"
-        );
-        assert_eq!(
-            with_retrying(delivery("pending", 2, Some(0))).state,
-            "retrying"
-        );
-        assert_eq!(with_retrying(delivery("dead", 8, None)).state, "dead");
     }
 }

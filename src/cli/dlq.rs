@@ -1,15 +1,15 @@
 //! Dead letters: listing, inspecting, replaying and purging them.
 //! `hookgate dlq list|show|replay|purge`.
 
+use super::args::{self, ArgError, Window, columns, one_line, print_json, rfc3339};
 use crate::config::Config;
 use crate::queue::stream::Streams;
 use crate::replay::Replayer;
 use crate::store::Store;
 use crate::store::dead_letters::{BATCH, DeadLetter, DeadLetterFilter, DeadLetterSummary};
-use crate::time_filter;
 use anyhow::Context;
 use base64::Engine;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -92,14 +92,8 @@ pub struct Filters {
 /// Operator mistakes, reported as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum DlqError {
-    #[error(
-        "{flag} {value:?} is neither an RFC 3339 time like 2026-11-23T10:00:00Z nor an age like 24h or 30m"
-    )]
-    BadTime { flag: &'static str, value: String },
-    #[error("--since {since} is after --until {until}: nothing can match")]
-    EmptyWindow { since: String, until: String },
-    #[error("{0:?} is not a dead letter id (a UUID)")]
-    BadId(String),
+    #[error(transparent)]
+    Arg(#[from] ArgError),
     #[error(
         "purge --all without a filter deletes every dead letter: add --yes to confirm, \
          or narrow it with --source, --destination, --since or --until"
@@ -176,47 +170,19 @@ impl Filters {
         include_replayed: bool,
         now: DateTime<Utc>,
     ) -> Result<DeadLetterFilter, DlqError> {
-        let since = self
-            .since
-            .as_deref()
-            .map(|v| parse_time("--since", v, now))
-            .transpose()?;
-        let until = self
-            .until
-            .as_deref()
-            .map(|v| parse_time("--until", v, now))
-            .transpose()?;
-        if let (Some(since), Some(until)) = (since, until)
-            && since > until
-        {
-            return Err(DlqError::EmptyWindow {
-                since: rfc3339(since),
-                until: rfc3339(until),
-            });
-        }
+        let window = Window::parse(self.since.as_deref(), self.until.as_deref(), now)?;
         Ok(DeadLetterFilter {
             source: self.source,
             destination: self.destination,
-            since,
-            until,
+            since: window.since,
+            until: window.until,
             include_replayed,
         })
     }
 }
 
-fn parse_time(
-    flag: &'static str,
-    value: &str,
-    now: DateTime<Utc>,
-) -> Result<DateTime<Utc>, DlqError> {
-    time_filter::parse(value, now).ok_or_else(|| DlqError::BadTime {
-        flag,
-        value: value.to_string(),
-    })
-}
-
 fn parse_id(text: &str) -> Result<Uuid, DlqError> {
-    Uuid::parse_str(text).map_err(|_| DlqError::BadId(text.to_string()))
+    Ok(args::id("a dead letter", text)?)
 }
 
 /// Parsed, without duplicates, in the order given.
@@ -229,15 +195,6 @@ fn parse_ids(texts: &[String]) -> Result<Vec<Uuid>, DlqError> {
         }
     }
     Ok(ids)
-}
-
-fn rfc3339(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
 }
 
 async fn list(
@@ -264,9 +221,6 @@ async fn list(
 /// Aligned columns, a header, one line per dead letter; empty for no rows. With `replayed`,
 /// a column says when each was replayed.
 fn table(rows: &[DeadLetterSummary], replayed: bool) -> String {
-    if rows.is_empty() {
-        return String::new();
-    }
     let mut header = vec!["ID", "CREATED", "SOURCE", "DESTINATION", "ATTEMPTS", "KIND"];
     if replayed {
         header.push("REPLAYED");
@@ -293,39 +247,7 @@ fn table(rows: &[DeadLetterSummary], replayed: bool) -> String {
         );
         lines.push(line);
     }
-    let mut widths = vec![0; lines[0].len()];
-    for line in &lines {
-        for (width, cell) in widths.iter_mut().zip(line) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for line in &lines {
-        let (last, cells) = line.split_last().expect("every line has cells");
-        for (cell, width) in cells.iter().zip(&widths) {
-            out.push_str(cell);
-            let pad = width - cell.chars().count() + 2;
-            out.extend(std::iter::repeat_n(' ', pad));
-        }
-        out.push_str(last);
-        out.push('\n');
-    }
-    out
-}
-
-/// `text` on one line (control characters as spaces), cut to `max` characters with an ellipsis.
-fn one_line(text: &str, max: usize) -> String {
-    let flat: String = text
-        .trim()
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if flat.chars().count() <= max {
-        return flat;
-    }
-    let mut cut: String = flat.chars().take(max - 1).collect();
-    cut.push('…');
-    cut
+    columns(&lines)
 }
 
 async fn show(store: &Store, id: Uuid, json: bool) -> anyhow::Result<()> {
@@ -506,31 +428,4 @@ async fn purge(store: &Store, target: Target, json: bool) -> anyhow::Result<()> 
     }
     println!("purged {} dead letter(s)", tally.count);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn now() -> DateTime<Utc> {
-        "2026-11-23T12:00:00Z".parse().unwrap()
-    }
-
-    #[test]
-    fn bad_times_name_the_flag() {
-        let error = parse_time("--until", "yesterday", now()).unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .starts_with("--until \"yesterday\" is neither")
-        );
-    }
-
-    #[test]
-    fn long_errors_are_cut_on_one_line() {
-        assert_eq!(one_line("short\nerror", 60), "short error");
-        let cut = one_line(&"é".repeat(100), 60);
-        assert_eq!(cut.chars().count(), 60);
-        assert!(cut.ends_with('…'));
-    }
 }

@@ -1,3 +1,5 @@
 //! Operator commands beyond running the gateway.
 
+pub mod args;
 pub mod dlq;
+pub mod events;

@@ -18,6 +18,8 @@ pub struct EventSummary {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DeliveryStatus {
     pub destination: String,
+    /// `pending` (not tried yet), `retrying` (pending after a failed attempt), `delivered` or
+    /// `dead`: the difference between pending and retrying is what on-call cares about.
     pub state: String,
     pub attempts: i32,
     pub max_attempts: i32,
@@ -38,12 +40,27 @@ pub struct AttemptRecord {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct EventStatus {
+    #[serde(flatten)]
     pub event: EventSummary,
     pub deliveries: Vec<DeliveryStatus>,
     /// Dead letters this event produced, oldest first.
-    pub dead_letters: Vec<Uuid>,
+    pub dead_letters: Vec<DeadLetterLink>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetterLink {
+    pub id: Uuid,
+    /// Where the admin API shows it.
+    pub href: String,
+}
+
+impl EventStatus {
+    /// Whether a delivery is still to be attempted.
+    pub fn is_pending(delivery: &DeliveryStatus) -> bool {
+        matches!(delivery.state.as_str(), "pending" | "retrying")
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -68,7 +85,10 @@ impl Store {
             return Ok(None);
         };
         let deliveries = sqlx::query_as(
-            "SELECT destination, state, attempts, max_attempts,
+            "SELECT destination,
+                    CASE WHEN state = 'pending' AND attempts > 0 THEN 'retrying'
+                         ELSE state END AS state,
+                    attempts, max_attempts,
                     CASE WHEN state = 'pending' THEN next_attempt_at END AS next_attempt_at,
                     last_attempt_at, last_status, last_error, delivered_at
              FROM deliveries WHERE event_id = $1 ORDER BY destination",
@@ -76,12 +96,19 @@ impl Store {
         .bind(id)
         .fetch_all(self.pool())
         .await?;
-        let dead_letters = sqlx::query_scalar(
+        let dead_letters: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM dead_letters WHERE event_id = $1 ORDER BY created_at, id",
         )
         .bind(id)
         .fetch_all(self.pool())
         .await?;
+        let dead_letters = dead_letters
+            .into_iter()
+            .map(|id| DeadLetterLink {
+                id,
+                href: format!("/v1/dead-letters/{id}"),
+            })
+            .collect();
         Ok(Some(EventStatus {
             event,
             deliveries,
