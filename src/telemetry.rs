@@ -18,7 +18,10 @@ pub enum LogFormat {
 
 /// Logs go to stderr; the filter comes from `HOOKGATE_LOG` (e.g. `debug`), default `info`.
 pub fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("HOOKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Postgres notices ("relation _sqlx_migrations already exists, skipping" at every start)
+    // are not news to an operator.
+    let filter = EnvFilter::try_from_env("HOOKGATE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
