@@ -619,3 +619,69 @@ async fn health_and_readiness() {
         "request id is echoed"
     );
 }
+
+/// A receiver already behind refuses at once (503, `Unavailable::Overloaded`) instead of
+/// queueing without bound; what it did queue is stored once the database moves again.
+#[tokio::test]
+async fn a_full_ingest_queue_refuses_at_once_and_stores_what_it_queued() {
+    use hookgate::queue::stream::Streams;
+    use hookgate::receiver::{Batcher, Unavailable};
+    use hookgate::store::Store;
+    use hookgate::store::events::{Inserted, NewEvent};
+
+    let env = TestEnv::new().await;
+    let config = env.config(&all_presets());
+    let store = Store::connect_lazy(&env.database_url, 4).unwrap();
+    store.migrate().await.unwrap();
+    let streams = Streams::new(&common::redis_url(), &env.prefix).unwrap();
+    let batcher = Batcher::with_queue(store, streams, 2);
+    let source = config.source("github").unwrap();
+    let event = |n: usize| {
+        let body = format!(r#"{{"n":{n}}}"#);
+        let mut headers = axum::http::HeaderMap::new();
+        for (name, value) in sign::github(GITHUB_SECRET, &format!("q-{n}"), body.as_bytes()) {
+            headers.insert(
+                axum::http::HeaderName::try_from(name).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        NewEvent {
+            verified: source
+                .verifier
+                .verify(&headers, body.as_bytes(), sign::now())
+                .unwrap(),
+            source: "github".into(),
+            external_id: format!("q-{n}"),
+            payload: body.into(),
+            headers: json!([]),
+            destinations: vec![],
+            max_attempts: 1,
+        }
+    };
+
+    // Inserts wait behind this lock, so the flushers stall on the first webhooks. The test's
+    // runtime is single-threaded: every `ingest` below tries its queue slot before a flusher
+    // runs, so exactly the queue's 2 slots are taken.
+    let mut lock = env.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let sent = futures::future::join_all((0..20).map(|n| batcher.ingest(event(n))));
+    let release = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        lock.rollback().await.unwrap();
+    };
+    let (outcomes, ()) = tokio::join!(sent, release);
+
+    let stored = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Inserted::New(_))))
+        .count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(Unavailable::Overloaded(2))))
+        .count();
+    assert_eq!((stored, refused), (2, 18), "{outcomes:?}");
+    assert_eq!(rows(&env).await, 2);
+}

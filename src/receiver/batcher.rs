@@ -13,6 +13,7 @@ use crate::store::{Store, StoreError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -23,7 +24,8 @@ const FLUSHERS: usize = 4;
 const MAX_BATCH: usize = 128;
 /// Payload bytes per insert, at most (a batch always takes at least one webhook).
 const MAX_BATCH_BYTES: usize = 4 << 20;
-/// Webhooks waiting for a flusher, at most; beyond it requests wait to be queued.
+/// Webhooks waiting for a flusher, at most; beyond it requests are refused with 503: at
+/// ~4,000-10,000 webhooks/s that is about a second of work.
 const QUEUE: usize = 4096;
 /// Beyond this the provider gets 503 and retries; the insert may still commit, in which case
 /// the retry is answered "duplicate" and nothing is lost or doubled.
@@ -38,6 +40,8 @@ pub enum Unavailable {
     Timeout(Duration),
     #[error("the receiver is shutting down")]
     Closed,
+    #[error("{0} webhooks are already waiting to be stored")]
+    Overloaded(usize),
 }
 
 impl From<StoreError> for Unavailable {
@@ -62,27 +66,34 @@ impl Batcher {
     /// Starts the flushers; they stop once every clone of the batcher is dropped and the
     /// queue is drained.
     pub fn spawn(store: Store, streams: Streams) -> Self {
-        let (jobs, queue) = mpsc::channel(QUEUE);
-        let queue = Arc::new(Mutex::new(queue));
+        Self::with_queue(store, streams, QUEUE)
+    }
+
+    /// [`Batcher::spawn`] with room for `queue` waiting webhooks.
+    pub fn with_queue(store: Store, streams: Streams, queue: usize) -> Self {
+        let (jobs, waiting) = mpsc::channel(queue);
+        let waiting = Arc::new(Mutex::new(waiting));
         for _ in 0..FLUSHERS {
-            tokio::spawn(flush_loop(queue.clone(), store.clone(), streams.clone()));
+            tokio::spawn(flush_loop(waiting.clone(), store.clone(), streams.clone()));
         }
         Self { jobs }
     }
 
-    /// Stores `event` (and, when new, enqueues it); answers once its batch is committed.
+    /// Stores `event` (and, when new, enqueues it); answers once its batch is committed. A
+    /// full queue is refused at once: the provider retries later, rather than holding a
+    /// connection for seconds on a receiver that is already behind.
     pub async fn ingest(&self, event: NewEvent) -> Outcome {
         let (reply, answer) = oneshot::channel();
-        let queued_and_answered = async {
-            self.jobs
-                .send(Job { event, reply })
-                .await
-                .map_err(|_| Unavailable::Closed)?;
-            answer.await.map_err(|_| Unavailable::Closed)?
-        };
-        tokio::time::timeout(INSERT_TIMEOUT, queued_and_answered)
+        self.jobs
+            .try_send(Job { event, reply })
+            .map_err(|error| match error {
+                TrySendError::Full(_) => Unavailable::Overloaded(self.jobs.max_capacity()),
+                TrySendError::Closed(_) => Unavailable::Closed,
+            })?;
+        tokio::time::timeout(INSERT_TIMEOUT, answer)
             .await
             .map_err(|_| Unavailable::Timeout(INSERT_TIMEOUT))?
+            .map_err(|_| Unavailable::Closed)?
     }
 }
 

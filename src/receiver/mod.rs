@@ -15,7 +15,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use std::sync::Arc;
 
-pub use batcher::Batcher;
+pub use batcher::{Batcher, Unavailable};
 
 pub struct Receiver {
     pub config: Arc<Config>,
