@@ -8,7 +8,7 @@ use crate::store::operations::Operation;
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 pub struct Replayer {
@@ -16,10 +16,14 @@ pub struct Replayer {
     streams: Streams,
     /// Each source's configured `retry.max_attempts`: the fresh budget a replay grants.
     budgets: HashMap<String, u32>,
-    /// The first Redis error: after it, enqueueing is left to the scheduler, which enqueues
-    /// every due pending delivery anyway, instead of waiting on Redis batch after batch.
-    queue_error: Mutex<Option<String>>,
+    /// The last Redis error and when it happened. For a while after one, enqueueing is left
+    /// to the scheduler (which enqueues every due pending delivery anyway) instead of waiting
+    /// on Redis batch after batch; then Redis is tried again.
+    queue_error: Mutex<Option<(String, Instant)>>,
 }
+
+/// How long after a Redis error replays stop trying to enqueue.
+const QUEUE_BACKOFF: Duration = Duration::from_secs(2);
 
 /// What a replay did.
 #[derive(Debug, Default)]
@@ -81,22 +85,30 @@ impl Replayer {
         })
     }
 
-    /// The Redis error that stopped enqueueing, if any.
+    /// The last Redis error, if any.
     pub fn queue_error(&self) -> Option<String> {
-        self.queue_error.lock().expect("not poisoned").clone()
+        let last = self.queue_error.lock().expect("not poisoned");
+        last.as_ref().map(|(error, _)| error.clone())
+    }
+
+    fn backing_off(&self) -> bool {
+        let last = self.queue_error.lock().expect("not poisoned");
+        last.as_ref()
+            .is_some_and(|(_, at)| at.elapsed() < QUEUE_BACKOFF)
     }
 
     async fn enqueue(&self, batch: ReplayBatch) -> Replayed {
         let mut not_enqueued = 0;
         for (source, events) in &batch.events_by_source {
-            if self.queue_error().is_some() {
+            if self.backing_off() {
                 not_enqueued += events.len();
                 continue;
             }
             if let Err(error) = self.streams.enqueue_many(source, events).await {
                 tracing::warn!(%error, "replayed events not enqueued; the scheduler will enqueue them");
-                *self.queue_error.lock().expect("not poisoned") = Some(error.to_string());
                 not_enqueued += events.len();
+                *self.queue_error.lock().expect("not poisoned") =
+                    Some((error.to_string(), Instant::now()));
             }
         }
         Replayed {

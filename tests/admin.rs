@@ -1193,6 +1193,15 @@ async fn bad_requests_get_a_problem_naming_what_is_wrong() {
             ("limit=-1", "bad-limit", "from 1 to 500"),
             ("limit=ten", "bad-limit", "from 1 to 500"),
             ("sorce=github", "bad-query", "sorce"),
+            // Values Postgres cannot take are the client's mistake: 400, never 503.
+            ("source=a%00b", "bad-query", "NUL"),
+            ("since=10000y", "bad-time", "years 1 to 9999"),
+            // base64url of "-300000000000000000/00000000-0000-0000-0000-000000000000"
+            (
+                "cursor=LTMwMDAwMDAwMDAwMDAwMDAwMC8wMDAwMDAwMC0wMDAwLTAwMDAtMDAwMC0wMDAwMDAwMDAwMDA",
+                "bad-cursor",
+                "next_cursor",
+            ),
         ] {
             let reply = get(&format!("{listing}?{query}")).await;
             assert_problem(&reply, 400, slug, detail);
@@ -1275,6 +1284,18 @@ async fn bad_requests_get_a_problem_naming_what_is_wrong() {
         400,
         "bad-time",
         "earlier than until",
+    );
+    assert_problem(
+        &send(bulk().json(&json!({"source": "a\0b"}))).await,
+        400,
+        "bad-query",
+        "NUL",
+    );
+    assert_problem(
+        &send(bulk().json(&json!({"since": "10000y"}))).await,
+        400,
+        "bad-time",
+        "years 1 to 9999",
     );
     let not_json = bulk()
         .header("content-type", "application/json")

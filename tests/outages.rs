@@ -149,3 +149,56 @@ async fn redis_outage_still_accepts_and_the_event_is_delivered_after() {
         format!("{}_billing", reply.json["id"].as_str().unwrap())
     );
 }
+
+/// Redis goes away while operators replay dead letters, then comes back: replays made after
+/// it is back are enqueued again (the error does not stick to the process).
+#[tokio::test]
+async fn replays_are_enqueued_again_once_redis_is_back() {
+    let env = TestEnv::new().await;
+    let proxy = Proxy::start(redis_addr()).await;
+    let redis_via_proxy = format!("redis://{}", proxy.addr);
+    let token = "outage-test-token-0123456789";
+    let sources = format!(
+        r#"
+        [[admin_tokens]]
+        name = "oncall"
+        token = "{token}"
+        scopes = ["read", "replay"]
+        {SOURCE}
+          [[sources.destinations]]
+          name = "ci"
+          url = "http://127.0.0.1:9/"
+        "#
+    );
+    // Only the receiver: no scheduler enqueues behind the replays' back.
+    let gw = Running::start_with_roles(
+        env.config_with(&env.database_url, &redis_via_proxy, &sources),
+        Roles::RECEIVER,
+    )
+    .await;
+    let replay = |id: uuid::Uuid| {
+        let request = gw
+            .http
+            .post(format!("{}/v1/dead-letters/{id}/replay", gw.admin))
+            .bearer_auth(token);
+        async move {
+            let reply = common::Reply::from(request.send().await.unwrap()).await;
+            assert_eq!(reply.status, 200, "{reply:?}");
+            reply.json["enqueued"].as_bool().unwrap()
+        }
+    };
+    let mut letters = Vec::new();
+    for n in 0..3 {
+        let at = format!("2026-11-23T08:00:0{n}Z");
+        letters.push(common::seed::dead_letter(&env.db, "github", "ci", &at).await);
+    }
+
+    assert!(replay(letters[0]).await);
+    proxy.cut();
+    assert!(!replay(letters[1]).await, "Redis is away");
+    proxy.restore().await;
+    // Replays back off from Redis for 2 s after an error.
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    assert!(replay(letters[2]).await, "Redis is back");
+    assert_eq!(env.stream_len("github").await, 2);
+}

@@ -47,8 +47,8 @@ pub async fn list(
         params::range(query.since.as_deref(), query.until.as_deref())?;
     let page = Page::parse(query.limit.as_deref(), query.cursor.as_deref())?;
     let filter = DeadLetterFilter {
-        source: query.source,
-        destination: query.destination,
+        source: params::text("source", query.source)?,
+        destination: params::text("destination", query.destination)?,
         since,
         until,
         include_replayed,

@@ -105,6 +105,19 @@ impl IntoResponse for ApiError {
             Self::Conflict(_) => {
                 Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail).into_response()
             }
+            // The database refused a value (SQLSTATE class 22, data exception): whatever
+            // slipped past validation, it is the request that is wrong, not the database.
+            Self::Store(StoreError::Db(sqlx::Error::Database(error)))
+                if error.code().is_some_and(|code| code.starts_with("22")) =>
+            {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad-value",
+                    "Bad request",
+                    "a value in the request cannot be stored or compared",
+                )
+                .into_response()
+            }
             Self::Store(error) => {
                 tracing::warn!(%error, "admin request failed on Postgres");
                 Problem::new(

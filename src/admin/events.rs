@@ -45,7 +45,7 @@ pub async fn list(
         params::range(query.since.as_deref(), query.until.as_deref())?;
     let page = Page::parse(query.limit.as_deref(), query.cursor.as_deref())?;
     let filter = EventFilter {
-        source: query.source,
+        source: params::text("source", query.source)?,
         status: query.status,
         since,
         until,

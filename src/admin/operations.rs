@@ -53,8 +53,8 @@ pub async fn start_replay(
     let params::Range { since, until } =
         params::range(request.since.as_deref(), request.until.as_deref())?;
     let filter = OperationFilter {
-        source: request.source,
-        destination: request.destination,
+        source: params::text("source", request.source)?,
+        destination: params::text("destination", request.destination)?,
         since,
         until,
     };

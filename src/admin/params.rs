@@ -42,7 +42,7 @@ pub const MAX_LIMIT: u32 = 500;
 pub fn time(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     value
         .map(|text| {
-            time_filter::parse(text, Utc::now()).ok_or_else(|| {
+            let at = time_filter::parse(text, Utc::now()).ok_or_else(|| {
                 ApiError::bad(
                     "bad-time",
                     format!(
@@ -50,9 +50,33 @@ pub fn time(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, Ap
                          nor an age (12h)"
                     ),
                 )
-            })
+            })?;
+            match in_range(at) {
+                true => Ok(at),
+                false => Err(ApiError::bad(
+                    "bad-time",
+                    format!("{name}={text:?} is outside the years 1 to 9999"),
+                )),
+            }
         })
         .transpose()
+}
+
+/// Within what Postgres stores (and beyond any event): a time outside it is the client's
+/// mistake, to be answered 400, not a database error answered 503.
+fn in_range(at: DateTime<Utc>) -> bool {
+    (1..=9999).contains(&chrono::Datelike::year(&at))
+}
+
+/// A text parameter compared with stored text, which cannot hold NUL.
+pub fn text(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.contains('\0') => Err(ApiError::bad(
+            "bad-query",
+            format!("{name} must not contain NUL"),
+        )),
+        other => Ok(other),
+    }
 }
 
 /// `since` (inclusive) and `until` (exclusive).
@@ -137,8 +161,9 @@ fn decode_cursor(text: &str) -> Result<Keyset, ApiError> {
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|inner| {
             let (micros, id) = inner.split_once('/')?;
-            Some(Keyset {
-                at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+            in_range(at).then_some(Keyset {
+                at,
                 id: Uuid::parse_str(id).ok()?,
             })
         });
@@ -201,5 +226,7 @@ mod tests {
         assert!(range(Some("2026-11-23T08:00:00Z"), Some("2026-11-23T07:00:00Z")).is_err());
         assert!(range(Some("2026-11-23T08:00:00Z"), Some("2026-11-23T09:00:00Z")).is_ok());
         assert!(range(Some("last tuesday"), None).is_err());
+        assert!(range(Some("10000y"), None).is_err());
+        assert!(text("source", Some("a\0b".into())).is_err());
     }
 }
