@@ -35,10 +35,12 @@ impl Runner {
     }
 
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        loop {
+        // A process shutting down claims nothing more: it would only hold the operation's
+        // lease away from a process that can run it.
+        while !shutdown.is_cancelled() {
             match self.store.claim_operation(LEASE).await {
                 Ok(Some(operation)) => {
-                    self.execute(operation, &shutdown).await;
+                    self.execute(&operation, &shutdown).await;
                     continue;
                 }
                 Ok(None) => {}
@@ -52,7 +54,7 @@ impl Runner {
         }
     }
 
-    async fn execute(&self, operation: Operation, shutdown: &CancellationToken) {
+    async fn execute(&self, operation: &Operation, shutdown: &CancellationToken) {
         let mut cursor = operation.cursor();
         let mut failures = 0;
         tracing::info!(operation = %operation.id, resumed = cursor.is_some(), "bulk replay running");
@@ -93,6 +95,10 @@ impl Runner {
                     return;
                 }
             }
+        }
+        // Shutting down between batches: another process may resume at once.
+        if let Err(error) = self.store.release_operation(operation.id).await {
+            tracing::warn!(%error, operation = %operation.id, "cannot release the operation; it resumes when its lease runs out");
         }
     }
 }

@@ -1521,3 +1521,35 @@ async fn a_bulk_replay_survives_the_death_of_its_process_and_is_resumed_elsewher
     );
     rescuer.stop().await;
 }
+
+/// A process shut down mid-operation finishes its batch, then gives up the lease at once:
+/// another process resumes without waiting for it to run out.
+#[tokio::test]
+async fn a_bulk_replay_is_handed_over_at_once_when_its_process_shuts_down() {
+    let env = TestEnv::new().await;
+    let leaving = seeded_gateway(&env).await;
+    seed::dead_letters(&env.db, "github", "ci", 1_200).await;
+    let lock = lock_dead_letters(&env).await;
+    let (op, started) = start_replay(&leaving, json!({"source": "github"})).await;
+    let id = uuid(&started.json["id"]);
+    // The runner is inside its first batch, waiting on the lock, when shutdown comes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped = tokio::spawn(leaving.stop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    lock.rollback().await.unwrap();
+    stopped.await.unwrap();
+
+    let (state, replayed, leased): (String, i64, bool) = sqlx::query_as(
+        "SELECT state, replayed, lease_until IS NOT NULL FROM operations WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&env.db)
+    .await
+    .unwrap();
+    assert_eq!((state.as_str(), replayed, leased), ("running", 500, false));
+
+    let successor = seeded_gateway(&env).await;
+    let finished = until_finished(&successor, &op).await;
+    assert_eq!(finished.json["replayed"], 1_200);
+    successor.stop().await;
+}

@@ -111,7 +111,9 @@ pub async fn replay(
     admin.store.check_dead_letters(&[id], true).await?;
     let replayed = admin.replayer.ids(&[id]).await?;
     if replayed.batch.replayed.is_empty() {
-        // Checked open a moment ago, so a concurrent replay holds or has taken it.
+        // Checked open a moment ago: since then it was deleted (404), replayed (409), or is
+        // held by a replay still in flight (409).
+        admin.store.check_dead_letters(&[id], true).await?;
         return Err(ApiError::Conflict(format!(
             "dead letter {id} is being replayed by another request"
         )));

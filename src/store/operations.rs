@@ -185,6 +185,15 @@ impl Store {
         Ok(Some(batch))
     }
 
+    /// Gives up the lease of a running operation, so any runner may take it over now.
+    pub async fn release_operation(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("UPDATE operations SET lease_until = NULL WHERE id = $1 AND state = 'running'")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Ends a running operation: `succeeded`, or `failed` with its error.
     pub async fn finish_operation(&self, id: Uuid, error: Option<&str>) -> Result<(), StoreError> {
         sqlx::query(
