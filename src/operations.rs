@@ -62,7 +62,7 @@ impl Runner {
         while !shutdown.is_cancelled() {
             let batch = match self
                 .replayer
-                .operation_batch(&operation, cursor, LEASE)
+                .operation_batch(operation, cursor, LEASE)
                 .await
             {
                 Ok(Some(replayed)) => replayed.batch,
