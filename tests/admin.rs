@@ -1553,3 +1553,35 @@ async fn a_bulk_replay_is_handed_over_at_once_when_its_process_shuts_down() {
     assert_eq!(finished.json["replayed"], 1_200);
     successor.stop().await;
 }
+
+/// A dead letter another transaction holds while the operation passes is not left behind:
+/// once that transaction ends without replaying it, the operation walks again and takes it.
+#[tokio::test]
+async fn a_bulk_replay_comes_back_for_dead_letters_held_elsewhere_while_it_passed() {
+    let env = TestEnv::new().await;
+    let gw = seeded_gateway(&env).await;
+    seed::dead_letters(&env.db, "github", "ci", 1_000).await;
+    let held: Uuid = sqlx::query_scalar("SELECT id FROM dead_letters ORDER BY created_at LIMIT 1")
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    // Another operator's transaction holds one dead letter, then rolls back.
+    let mut other = env.db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM dead_letters WHERE id = $1 FOR UPDATE")
+        .bind(held)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let (op, _) = start_replay(&gw, json!({"source": "github"})).await;
+    poll(&gw, &op, |r| r.json["replayed"] == 999).await;
+    other.rollback().await.unwrap();
+
+    let finished = until_finished(&gw, &op).await;
+    assert_eq!(finished.json["state"], "succeeded");
+    assert_eq!(finished.json["replayed"], 1_000);
+    assert_eq!(
+        env.count("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL")
+            .await,
+        0
+    );
+}

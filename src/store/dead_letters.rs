@@ -5,6 +5,8 @@
 //! replay of 100,000 dead letters neither holds them in memory nor locks them all at once.
 //! Rows are taken with `FOR UPDATE SKIP LOCKED`: two operators replaying overlapping
 //! selections split the work instead of replaying a dead letter twice or waiting on each other.
+//! A row passed over that way stays open if its holder rolls back; bulk operations check for
+//! such rows before they finish and walk again (`crate::operations`).
 
 use super::{Store, StoreError};
 use base64::Engine as _;
