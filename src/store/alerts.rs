@@ -3,13 +3,28 @@
 use super::{Store, StoreError};
 
 impl Store {
-    /// Records whether `source`'s dead-letter alert fires; `true` only for the caller that
-    /// changed it (a source seen for the first time counts as a change only when firing).
-    pub async fn flip_dead_letter_alert(
+    /// Counts `source`'s open dead letters and records whether its alert fires (`threshold`
+    /// or more). Returns the depth and, only for the caller that changed it, the new state (a
+    /// source seen for the first time counts as a change only when firing). Callers are
+    /// serialized per source, and each counts after the previous one committed, so two
+    /// workers cannot flip the state back and forth from counts taken a moment apart.
+    pub async fn observe_dead_letter_alert(
         &self,
         source: &str,
-        firing: bool,
-    ) -> Result<bool, StoreError> {
+        threshold: u64,
+    ) -> Result<(i64, Option<bool>), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hookgate:dead_letter_alert:' || $1))")
+            .bind(source)
+            .execute(&mut *tx)
+            .await?;
+        let depth: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM dead_letters WHERE source = $1 AND replayed_at IS NULL",
+        )
+        .bind(source)
+        .fetch_one(&mut *tx)
+        .await?;
+        let firing = depth >= i64::try_from(threshold).unwrap_or(i64::MAX);
         // `xmax = 0` marks a fresh insert: a first "not firing" is no news.
         let announce: Option<bool> = sqlx::query_scalar(
             "INSERT INTO dead_letter_alerts (source, firing) VALUES ($1, $2)
@@ -19,8 +34,9 @@ impl Store {
         )
         .bind(source)
         .bind(firing)
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(announce == Some(true))
+        tx.commit().await?;
+        Ok((depth, (announce == Some(true)).then_some(firing)))
     }
 }

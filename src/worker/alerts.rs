@@ -48,25 +48,23 @@ impl Alerts {
         }
     }
 
-    /// Compares each source's open dead letters (`depths`; absent means none) with its
-    /// threshold and announces the transitions this process is first to see.
-    pub async fn observe(&self, store: &Store, depths: &[(String, i64)]) {
+    /// Compares each source's open dead letters with its threshold and announces the
+    /// transitions this process is first to see.
+    pub async fn observe(&self, store: &Store) {
         for (source, threshold) in &self.thresholds {
-            let depth = depths
-                .iter()
-                .find(|(s, _)| s == source)
-                .map_or(0, |(_, n)| *n);
-            let firing = depth >= *threshold as i64;
-            metrics::gauge!("hookgate_dead_letter_alert", "source" => source.clone())
-                .set(if firing { 1.0 } else { 0.0 });
-            match store.flip_dead_letter_alert(source, firing).await {
-                Ok(true) => {}
-                Ok(false) => continue,
+            let (depth, changed) = match store.observe_dead_letter_alert(source, *threshold).await {
+                Ok(observed) => observed,
                 Err(error) => {
-                    tracing::warn!(%error, %source, "cannot record the dead-letter alert state");
+                    tracing::warn!(%error, %source, "cannot check the dead-letter alert");
                     continue;
                 }
-            }
+            };
+            let firing = depth >= i64::try_from(*threshold).unwrap_or(i64::MAX);
+            metrics::gauge!("hookgate_dead_letter_alert", "source" => source.clone())
+                .set(if firing { 1.0 } else { 0.0 });
+            let Some(firing) = changed else {
+                continue;
+            };
             let notification = Notification {
                 alert: "dead_letter_depth",
                 state: if firing { "firing" } else { "resolved" },

@@ -91,8 +91,8 @@ async fn requeue_page(
 }
 
 async fn update_gauges(store: &Store, streams: &Streams, sources: &[String], alerts: &Alerts) {
+    alerts.observe(store).await;
     if let Ok(depths) = store.dead_letter_depth().await {
-        alerts.observe(store, &depths).await;
         for source in sources {
             let depth = depths
                 .iter()
