@@ -6,7 +6,9 @@ use super::auth::{Authorized, Read, Replay};
 use super::error::ApiError;
 use super::params::{self, Id, Listing, Page, Params};
 use crate::store::Keyset;
-use crate::store::dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterSummary};
+use crate::store::dead_letters::{
+    DeadLetter, DeadLetterError, DeadLetterFilter, DeadLetterSummary,
+};
 use crate::store::status::AttemptRecord;
 use axum::Json;
 use axum::extract::State;
@@ -107,8 +109,11 @@ pub async fn replay(
     State(admin): State<Arc<Admin>>,
     Id(id): Id<Uuid>,
 ) -> Result<Json<ReplayedView>, ApiError> {
-    let event_id = admin.store.dead_letter(id).await?.summary.event_id;
-    admin.store.check_dead_letters(&[id], true).await?;
+    let letter = admin.store.dead_letter(id).await?.summary;
+    if let Some(at) = letter.replayed_at {
+        return Err(DeadLetterError::AlreadyReplayed { id, at }.into());
+    }
+    let event_id = letter.event_id;
     let replayed = admin.replayer.ids(&[id]).await?;
     if replayed.batch.replayed.is_empty() {
         // Checked open a moment ago: since then it was deleted (404), replayed (409), or is

@@ -2,17 +2,27 @@
 
 use super::{Store, StoreError};
 
+/// One look at a source's dead letters against its alert threshold.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertObservation {
+    /// Open dead letters.
+    pub depth: i64,
+    pub firing: bool,
+    /// Whether this observation changed the recorded state: its caller announces it.
+    pub changed: bool,
+}
+
 impl Store {
     /// Counts `source`'s open dead letters and records whether its alert fires (`threshold`
-    /// or more). Returns the depth and, only for the caller that changed it, the new state (a
-    /// source seen for the first time counts as a change only when firing). Callers are
+    /// or more); `changed` only for the caller that changed it (a source seen for the first
+    /// time counts as a change only when firing). Callers are
     /// serialized per source, and each counts after the previous one committed, so two
     /// workers cannot flip the state back and forth from counts taken a moment apart.
     pub async fn observe_dead_letter_alert(
         &self,
         source: &str,
         threshold: u64,
-    ) -> Result<(i64, Option<bool>), StoreError> {
+    ) -> Result<AlertObservation, StoreError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hookgate:dead_letter_alert:' || $1))")
             .bind(source)
@@ -37,6 +47,10 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok((depth, (announce == Some(true)).then_some(firing)))
+        Ok(AlertObservation {
+            depth,
+            firing,
+            changed: announce == Some(true),
+        })
     }
 }

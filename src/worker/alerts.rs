@@ -52,19 +52,19 @@ impl Alerts {
     /// transitions this process is first to see.
     pub async fn observe(&self, store: &Store) {
         for (source, threshold) in &self.thresholds {
-            let (depth, changed) = match store.observe_dead_letter_alert(source, *threshold).await {
-                Ok(observed) => observed,
+            let seen = match store.observe_dead_letter_alert(source, *threshold).await {
+                Ok(seen) => seen,
                 Err(error) => {
                     tracing::warn!(%error, %source, "cannot check the dead-letter alert");
                     continue;
                 }
             };
-            let firing = depth >= i64::try_from(*threshold).unwrap_or(i64::MAX);
+            let (depth, firing) = (seen.depth, seen.firing);
             metrics::gauge!("hookgate_dead_letter_alert", "source" => source.clone())
                 .set(if firing { 1.0 } else { 0.0 });
-            let Some(firing) = changed else {
+            if !seen.changed {
                 continue;
-            };
+            }
             let notification = Notification {
                 alert: "dead_letter_depth",
                 state: if firing { "firing" } else { "resolved" },
