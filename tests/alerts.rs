@@ -58,15 +58,7 @@ fn notifications(alerts: &Sink) -> Vec<Value> {
 }
 
 async fn gauge(gateway: &Running) -> String {
-    let text = gateway
-        .http
-        .get(format!("{}/metrics", gateway.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gateway.metrics().await;
     text.lines()
         .find(|l| l.starts_with("hookgate_dead_letter_alert{source=\"github\"}"))
         .unwrap_or_default()

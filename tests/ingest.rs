@@ -455,21 +455,10 @@ async fn routing_errors_are_problems() {
     gw.post("nope", &[], b"{}")
         .await
         .assert_problem(404, "unknown-source");
-    let get = gw
-        .http
-        .get(format!("{}/webhooks/github", gw.base))
-        .send()
+    gw.get("/webhooks/github")
         .await
-        .unwrap();
-    let get = Reply::from(get).await;
-    get.assert_problem(405, "method-not-allowed");
-    let other = gw
-        .http
-        .get(format!("{}/elsewhere", gw.base))
-        .send()
-        .await
-        .unwrap();
-    Reply::from(other).await.assert_problem(404, "not-found");
+        .assert_problem(405, "method-not-allowed");
+    gw.get("/elsewhere").await.assert_problem(404, "not-found");
 }
 
 #[tokio::test]
@@ -558,15 +547,7 @@ async fn metrics_are_on_the_admin_listener_only() {
         &gw.post("github", &sign::github(GITHUB_SECRET, "m-1", b"{}"), b"{}")
             .await,
     );
-    let text = gw
-        .http
-        .get(format!("{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gw.metrics().await;
     assert!(
         text.contains("hookgate_webhooks_received_total{source=\"github\",outcome=\"accepted\"}"),
         "{text}"
@@ -579,33 +560,15 @@ async fn metrics_are_on_the_admin_listener_only() {
         text.contains("hookgate_ingest_batch_size_bucket{le=\"1\"}"),
         "{text}"
     );
-    let public = gw
-        .http
-        .get(format!("{}/metrics", gw.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(public.status(), 404);
+    assert_eq!(gw.get("/metrics").await.status, 404);
 }
 
 #[tokio::test]
 async fn health_and_readiness() {
     let env = TestEnv::new().await;
     let gw = env.start_receiver(&all_presets()).await;
-    let health = gw
-        .http
-        .get(format!("{}/healthz", gw.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    let ready = gw
-        .http
-        .get(format!("{}/readyz", gw.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200);
+    assert_eq!(gw.get("/healthz").await.status, 200);
+    assert_eq!(gw.get("/readyz").await.status, 200);
     let with_id = gw
         .http
         .get(format!("{}/healthz", gw.base))

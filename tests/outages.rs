@@ -78,13 +78,7 @@ async fn postgres_outage_answers_503_and_claims_nothing() {
     gw.post("github", &webhook("before"), b"{}")
         .await
         .assert_problem(503, "unavailable");
-    let ready = gw
-        .http
-        .get(format!("{}/readyz", gw.base))
-        .send()
-        .await
-        .unwrap();
-    let ready = common::Reply::from(ready).await;
+    let ready = gw.get("/readyz").await;
     ready.assert_problem(503, "not-ready");
     assert_eq!(ready.json["detail"], "unreachable: postgres");
 
@@ -130,13 +124,7 @@ async fn redis_outage_still_accepts_and_the_event_is_delivered_after() {
         0,
         "the XADD could not happen"
     );
-    let ready = gw
-        .http
-        .get(format!("{}/readyz", gw.base))
-        .send()
-        .await
-        .unwrap();
-    let ready = common::Reply::from(ready).await;
+    let ready = gw.get("/readyz").await;
     assert_eq!(ready.json["detail"], "unreachable: redis");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(sink.received().is_empty());

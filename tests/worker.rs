@@ -413,12 +413,9 @@ async fn many_events_through_several_workers_are_each_delivered_once() {
     }
 }
 
-/// A `hookgate work` process is killed (SIGKILL) while its delivery is in flight. Its stream
-/// entry stays pending and the event stays marked queued, so only a reclaim can recover it:
-/// another worker takes it over after the visibility timeout and delivers.
-#[tokio::test]
-async fn a_worker_killed_mid_delivery_is_taken_over_and_nothing_is_lost() {
-    let env = TestEnv::new().await;
+/// A sink whose first answer takes 30 s, and the config of source `github` delivering to it
+/// as `billing` with this `[worker]` section and per-attempt `timeout`.
+async fn stalling_sink(worker: &str, timeout: &str) -> (Sink, String) {
     let sink = Sink::start().await;
     sink.script(&[Answer {
         status: 200,
@@ -428,8 +425,7 @@ async fn a_worker_killed_mid_delivery_is_taken_over_and_nothing_is_lost() {
     let config = format!(
         r#"
         [worker]
-        visibility_timeout = "1500ms"
-        schedule_interval = "20ms"
+        {worker}
 
         [[sources]]
         name = "github"
@@ -438,10 +434,25 @@ async fn a_worker_killed_mid_delivery_is_taken_over_and_nothing_is_lost() {
           [[sources.destinations]]
           name = "billing"
           url = "{}"
-          timeout = "1s"
+          timeout = "{timeout}"
         "#,
         sink.url
     );
+    (sink, config)
+}
+
+/// A `hookgate work` process is killed (SIGKILL) while its delivery is in flight. Its stream
+/// entry stays pending and the event stays marked queued, so only a reclaim can recover it:
+/// another worker takes it over after the visibility timeout and delivers.
+#[tokio::test]
+async fn a_worker_killed_mid_delivery_is_taken_over_and_nothing_is_lost() {
+    let env = TestEnv::new().await;
+    let (sink, config) = stalling_sink(
+        r#"visibility_timeout = "1500ms"
+        schedule_interval = "20ms""#,
+        "1s",
+    )
+    .await;
     let receiver = Running::start_with_roles(env.config(&config), Roles::RECEIVER).await;
     let mut file = tempfile::NamedTempFile::new().unwrap();
     std::io::Write::write_all(&mut file, env.config_text(&config).as_bytes()).unwrap();
@@ -484,30 +495,13 @@ async fn a_worker_killed_mid_delivery_is_taken_over_and_nothing_is_lost() {
 #[tokio::test]
 async fn shutdown_hands_back_deliveries_that_outlive_the_deadline() {
     let env = TestEnv::new().await;
-    let sink = Sink::start().await;
-    sink.script(&[Answer {
-        status: 200,
-        retry_after: None,
-        delay: Duration::from_secs(30),
-    }]);
-    let config = format!(
-        r#"
-        [worker]
-        visibility_timeout = "3s"
+    let (sink, config) = stalling_sink(
+        r#"visibility_timeout = "3s"
         schedule_interval = "20ms"
-        shutdown_deadline = "200ms"
-
-        [[sources]]
-        name = "github"
-        provider = "github"
-        secrets = ["{SECRET}"]
-          [[sources.destinations]]
-          name = "billing"
-          url = "{}"
-          timeout = "2500ms"
-        "#,
-        sink.url
-    );
+        shutdown_deadline = "200ms""#,
+        "2500ms",
+    )
+    .await;
     let gw = Running::start(env.config(&config)).await;
     send(&gw, "d-stuck", b"{}").await;
     sink.wait_for(1, WAIT).await;

@@ -241,6 +241,22 @@ impl Running {
         Reply::from(request.send().await.unwrap()).await
     }
 
+    /// GETs `path` from the public listener.
+    pub async fn get(&self, path: &str) -> Reply {
+        let response = self.http.get(format!("{}{path}", self.base)).send().await;
+        Reply::from(response.unwrap()).await
+    }
+
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await;
+        response.unwrap().text().await.unwrap()
+    }
+
     /// POSTs `body` with `headers` to `/webhooks/{source}`.
     pub async fn post(&self, source: &str, headers: &[(String, String)], body: &[u8]) -> Reply {
         let mut request = self
