@@ -5,7 +5,7 @@ mod common;
 use common::proxy::Proxy;
 use common::sink::Sink;
 use common::{Running, TestEnv, redis_url, sign};
-use hookgate::app::Roles;
+use hookgate::app::{Gateway, Roles};
 use sqlx::postgres::PgConnectOptions;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
@@ -189,4 +189,66 @@ async fn replays_are_enqueued_again_once_redis_is_back() {
     tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
     assert!(replay(letters[2]).await, "Redis is back");
     assert_eq!(env.stream_len("github").await, 2);
+}
+
+/// Postgres goes away under a worker while acknowledged events wait on the stream: nothing is
+/// delivered while it is away (no claim can be recorded), nothing is lost, and every event is
+/// delivered once it is back.
+#[tokio::test]
+async fn a_postgres_outage_under_the_worker_delays_deliveries_and_loses_none() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    let proxy = Proxy::start(postgres_addr(&env)).await;
+    let sources = format!(
+        r#"
+        [worker]
+        visibility_timeout = "1s"
+        schedule_interval = "50ms"
+        {SOURCE}
+          [[sources.destinations]]
+          name = "billing"
+          url = "{}"
+          timeout = "500ms"
+        "#,
+        sink.url
+    );
+    let receiver = Running::start_with_roles(env.config(&sources), Roles::RECEIVER).await;
+    let worker = Gateway::start(
+        env.config_with(&postgres_via(&env, &proxy), &redis_url(), &sources),
+        Roles::WORKER,
+    )
+    .await
+    .unwrap();
+
+    proxy.cut();
+    for n in 0..5 {
+        let reply = receiver
+            .post("github", &webhook(&format!("pg-away-{n}")), b"{}")
+            .await;
+        assert_eq!(reply.json["status"], "accepted", "{reply:?}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(sink.received().is_empty(), "delivered without Postgres");
+
+    proxy.restore().await;
+    sink.wait_for(5, std::time::Duration::from_secs(20)).await;
+    let started = std::time::Instant::now();
+    while env
+        .count("SELECT count(*) FROM events WHERE status = 'delivered'")
+        .await
+        < 5
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut ids: Vec<String> = sink
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id").to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5);
+    worker.shutdown_token().cancel();
+    worker.wait().await.unwrap();
 }
