@@ -42,10 +42,6 @@ impl Streams {
         format!("{}:{{{source}}}:queued", self.prefix)
     }
 
-    pub async fn enqueue(&self, source: &str, event: Uuid) -> Result<(), QueueError> {
-        self.enqueue_many(source, &[event]).await
-    }
-
     /// Adds one entry per event and records them as queued, atomically.
     pub async fn enqueue_many(&self, source: &str, events: &[Uuid]) -> Result<(), QueueError> {
         if events.is_empty() {

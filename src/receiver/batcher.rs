@@ -29,7 +29,7 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 const QUEUE: usize = 4096;
 /// Beyond this the provider gets 503 and retries; the insert may still commit, in which case
 /// the retry is answered "duplicate" and nothing is lost or doubled.
-pub const INSERT_TIMEOUT: Duration = Duration::from_secs(5);
+const INSERT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a webhook could not be stored: the provider gets 503 and retries.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -133,24 +133,13 @@ async fn flush(store: &Store, streams: &Streams, batch: Vec<Job>) {
     }
 }
 
-/// One result per event. A batch the database refuses as a whole is retried event by event,
-/// so one event the database cannot take (it should not happen: inputs are validated) fails
-/// alone instead of taking its batch-mates with it.
+/// One result per event. A refused batch is refused for all its webhooks: inputs are
+/// validated before they get here (an event id with NUL is a 400), so what Postgres refuses
+/// is the database's trouble, and every provider is told to retry.
 async fn insert(store: &Store, events: &[NewEvent]) -> Vec<Outcome> {
     let attempt = tokio::time::timeout(INSERT_TIMEOUT, store.insert_events(events)).await;
     match attempt {
         Ok(Ok(inserted)) => inserted.into_iter().map(Ok).collect(),
-        Ok(Err(StoreError::Db(sqlx::Error::Database(error)))) if events.len() > 1 => {
-            tracing::warn!(%error, size = events.len(), "batch insert refused; inserting one by one");
-            let mut results = Vec::with_capacity(events.len());
-            for event in events.chunks(1) {
-                results.push(match store.insert_events(event).await {
-                    Ok(mut one) => Ok(one.remove(0)),
-                    Err(error) => Err(error.into()),
-                });
-            }
-            results
-        }
         Ok(Err(error)) => {
             let error = Unavailable::from(error);
             events.iter().map(|_| Err(error.clone())).collect()
