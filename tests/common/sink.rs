@@ -17,11 +17,13 @@ pub struct Received {
 }
 
 impl Received {
+    /// The header's value; a missing header fails the test (it is never read as empty).
     pub fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or("")
+            .unwrap_or_else(|| panic!("the destination got no {name} header: {self:?}"))
+            .to_str()
+            .unwrap()
     }
 }
 
