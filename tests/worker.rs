@@ -510,17 +510,55 @@ async fn a_dead_letter_replayed_after_the_destination_heals_is_delivered() {
 
 /// Ingest commits wait for the WAL flush (an acknowledged event survives a crash); the
 /// worker's bookkeeping does not (a lost outcome only means a delivery is made again).
+/// Triggers of the test's own note the `synchronous_commit` of every session that writes
+/// events, deliveries and attempts while the running gateway takes one webhook through.
 #[tokio::test]
 async fn only_the_workers_pool_commits_without_waiting_for_the_flush() {
     let env = TestEnv::new().await;
-    let show = |store: hookgate::store::Store| async move {
-        sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
-            .fetch_one(store.pool())
+    let sink = Sink::start().await;
+    let gw = env
+        .start(&sources(&http_destination("billing", &sink, "1s"), 3))
+        .await;
+    sqlx::raw_sql(
+        "CREATE TABLE commit_modes (tbl text, op text, mode text);
+         CREATE FUNCTION note_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO commit_modes
+             VALUES (TG_TABLE_NAME, TG_OP, current_setting('synchronous_commit'));
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER note_commit_mode AFTER INSERT OR UPDATE ON events
+             FOR EACH STATEMENT EXECUTE FUNCTION note_commit_mode();
+         CREATE TRIGGER note_commit_mode AFTER INSERT OR UPDATE ON deliveries
+             FOR EACH STATEMENT EXECUTE FUNCTION note_commit_mode();
+         CREATE TRIGGER note_commit_mode AFTER INSERT ON delivery_attempts
+             FOR EACH STATEMENT EXECUTE FUNCTION note_commit_mode();",
+    )
+    .execute(&env.db)
+    .await
+    .unwrap();
+
+    delivery::send(&gw, "github", "d-sync", b"{}").await;
+    sink.wait_for(1, WAIT).await;
+    env.wait_for_count("SELECT count(*) FROM events WHERE status = 'delivered'", 1)
+        .await;
+    let modes: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT DISTINCT tbl, op, mode FROM commit_modes ORDER BY 1, 2, 3")
+            .fetch_all(&env.db)
             .await
-            .unwrap()
-    };
-    let events = hookgate::store::Store::connect_lazy(&env.database_url, 1).unwrap();
-    let worker = hookgate::store::Store::connect_lazy_relaxed(&env.database_url, 1).unwrap();
-    assert_eq!(show(events).await, "on");
-    assert_eq!(show(worker).await, "off");
+            .unwrap();
+    let modes: Vec<(&str, &str, &str)> = modes
+        .iter()
+        .map(|(t, o, m)| (t.as_str(), o.as_str(), m.as_str()))
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            ("deliveries", "INSERT", "on"),  // ingest
+            ("deliveries", "UPDATE", "off"), // the worker's claim and outcome
+            ("delivery_attempts", "INSERT", "off"),
+            ("events", "INSERT", "on"),  // ingest
+            ("events", "UPDATE", "off"), // the worker settles the event's status
+        ]
+    );
 }
