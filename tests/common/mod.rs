@@ -1,6 +1,7 @@
 //! Test harness: real Postgres and Redis, each test isolated in its own schema and key prefix.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod procs;
 pub mod proxy;
 pub mod seed;
 pub mod sign;
