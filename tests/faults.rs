@@ -2,23 +2,25 @@
 //! binary, under a steady load of signed webhooks (every event sent more than once), while its
 //! parts fail one after another: a worker is killed, then a receiver, then Redis loses
 //! everything, then Postgres goes away for a few seconds. Every acknowledged event must end up
-//! stored once and delivered, with no more duplicate deliveries than at-least-once allows.
+//! stored once and delivered, with no more repeated deliveries than at-least-once allows.
 
 mod common;
+#[path = "faults/load.rs"]
+mod load;
 
 use common::procs::{Hookgate, PrivateRedis, Role};
 use common::proxy::Proxy;
-use common::sink::Sink;
-use common::{TestEnv, sign};
+use common::sink::{Received, Sink};
+use common::{TestEnv, url_with_schema};
+use hookgate::queue::GROUP;
+use load::Load;
 use sqlx::postgres::PgConnectOptions;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 use uuid::Uuid;
 
 const SECRET: &str = "s3cret";
@@ -26,12 +28,6 @@ const SECRET: &str = "s3cret";
 const EVENTS: usize = 1_500;
 /// Webhooks the test has in flight at once.
 const SENDERS: usize = 8;
-/// Each sender's pause between webhooks: spreads the load over about half a minute.
-const PACE: Duration = Duration::from_millis(60);
-/// Pause between two tries of one webhook, as a provider retrying a failed request.
-const RETRY_PAUSE: Duration = Duration::from_millis(100);
-/// How long one webhook is retried before the test gives up on it.
-const SEND_BUDGET: Duration = Duration::from_secs(60);
 /// Deliveries in flight per worker process.
 const CONCURRENCY: usize = 8;
 const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,88 +54,24 @@ async fn acknowledged_webhooks_survive_killed_processes_a_redis_wipe_and_a_postg
             ("redis_url", redis.url.clone()),
         ],
     );
-    let mut cluster = Cluster::start(dir.path(), &config).await;
-    let load = Load::new(plan(), [&cluster.receivers[0], &cluster.receivers[1]]);
+    let mut cluster = Cluster::start(dir.path(), config).await;
+    let load = Load::new(
+        load::plan(),
+        [0, 1].map(|n| cluster.receivers[n].base.clone()),
+    );
     let senders: Vec<_> = (0..SENDERS)
         .map(|_| tokio::spawn(load.clone().send_all()))
         .collect();
 
-    // 1. A worker is killed mid-run (it has delivered already), and a new one starts.
-    load.until_answered(FAULTS_AT[0], &cluster).await;
-    let doomed = &cluster.workers[0];
-    settle("the first worker delivers", &cluster, async || {
-        let metrics = doomed.metrics().await;
-        match metrics.contains("hookgate_deliveries_total{") {
-            true => Ok(()),
-            false => Err("no delivery yet".into()),
-        }
-    })
-    .await;
-    cluster.workers[0].kill();
-    load.open_gate(1);
-    let replacement = Hookgate::start(dir.path(), "worker-c", Role::Work, &config).await;
-    cluster.workers.push(replacement);
-
-    // 2. A receiver is killed; the sender finds it gone and retries at the other one.
-    load.until_answered(FAULTS_AT[1], &cluster).await;
-    let refused = load.refused.load(SeqCst);
-    cluster.receivers[1].kill();
-    load.open_gate(2);
-    settle(
-        "the sender finds receiver-b gone",
-        &cluster,
-        async || match load.refused.load(SeqCst) > refused {
-            true => Ok(()),
-            false => Err("no refused connection yet".into()),
-        },
-    )
-    .await;
-    cluster.receivers[1].restart().await;
-
-    // 3. Redis dies and comes back empty: streams, group and pending entries are gone, and
-    // the webhooks acknowledged meanwhile were never enqueued.
-    load.until_answered(FAULTS_AT[2], &cluster).await;
-    let accepted = load.accepted.load(SeqCst);
-    redis.kill();
-    load.open_gate(3);
-    settle(
-        "webhooks are acknowledged without Redis",
-        &cluster,
-        async || {
-            let now = load.accepted.load(SeqCst) - accepted;
-            match now >= ACKED_WITHOUT_REDIS {
-                true => Ok(()),
-                false => Err(format!("{now} acknowledged")),
-            }
-        },
-    )
-    .await;
-    redis.restart().await;
-
-    // 4. Postgres goes away under every process for a few seconds.
-    load.until_answered(FAULTS_AT[3], &cluster).await;
-    let unavailable = load.unavailable.load(SeqCst);
-    let cut = Instant::now();
-    postgres.cut();
-    load.open_gate(4);
-    settle("the receivers answer 503", &cluster, async || {
-        match load.unavailable.load(SeqCst) > unavailable {
-            true => Ok(()),
-            false => Err("no 503 yet".into()),
-        }
-    })
-    .await;
-    tokio::time::sleep(POSTGRES_OUTAGE.saturating_sub(cut.elapsed())).await;
-    postgres.restore().await;
-
+    inject_faults(&load, &mut cluster, &mut redis, &postgres).await;
     for sender in senders {
         if let Err(failure) = sender.await.unwrap() {
             panic!("{failure}\n{}", cluster.logs());
         }
     }
-    let acked = load.acknowledged();
 
     // Stored exactly once: one row per external id, under the id every 200 named.
+    let acked = load.acknowledged();
     let stored: BTreeMap<String, Uuid> =
         sqlx::query_as::<_, (String, Uuid)>("SELECT external_id, id FROM events")
             .fetch_all(&env.db)
@@ -162,10 +94,9 @@ async fn acknowledged_webhooks_survive_killed_processes_a_redis_wipe_and_a_postg
         .fetch_one(&env.db)
         .await
         .map_err(|e| e.to_string())?;
-        match delivered as usize == EVENTS && total as usize == EVENTS {
-            true => Ok(()),
-            false => Err(format!("{delivered} of {total} deliveries delivered")),
-        }
+        (delivered as usize == EVENTS && total as usize == EVENTS)
+            .then_some(())
+            .ok_or_else(|| format!("{delivered} of {total} deliveries delivered"))
     })
     .await;
     settle("the streams drain", &cluster, async || {
@@ -195,8 +126,120 @@ async fn acknowledged_webhooks_survive_killed_processes_a_redis_wipe_and_a_postg
         "nothing arrives once settled"
     );
 
-    // At least once: every stored event reached the sink, nothing else did, and no attempt
-    // reached it twice (a repeat is always a new claim, counted in `deliveries.attempts`).
+    // A delivery reaches the sink again only when the outcome of an earlier attempt was never
+    // recorded: its worker was killed (at most CONCURRENCY deliveries in flight), or Postgres
+    // went away before the worker could record it (at most CONCURRENCY in flight in each of
+    // the two workers then running). The Redis wipe repeats none: a delivery is claimed in
+    // Postgres under a lease, and what Redis forgot is enqueued again only once its lease has
+    // run out or its outcome is recorded. Receivers never deliver.
+    let repeats = repeated_deliveries(&env, &received, &stored).await;
+    let bound = CONCURRENCY + 2 * CONCURRENCY;
+    println!(
+        "{} webhooks sent for {EVENTS} events ({} tries refused, {} answered 503); \
+         {} deliveries at the sink, {repeats} of them repeats (at most {bound} allowed)",
+        load.plan.len(),
+        load.refused.load(SeqCst),
+        load.unavailable.load(SeqCst),
+        received.len(),
+    );
+    assert!(
+        repeats <= bound,
+        "{repeats} repeated deliveries, more than the {bound} the faults can explain"
+    );
+}
+
+/// The faults, in order, each once the load has reached its point and only once its effect
+/// was seen, so none is a no-op however the timing falls.
+async fn inject_faults(
+    load: &Load,
+    cluster: &mut Cluster,
+    redis: &mut PrivateRedis,
+    postgres: &Proxy,
+) {
+    // 1. A worker is killed mid-run (it has delivered already), and a new one starts.
+    until_answered(load, FAULTS_AT[0], cluster).await;
+    let doomed = &cluster.workers[0];
+    settle("the first worker delivers", cluster, async || {
+        let metrics = doomed.metrics().await;
+        metrics
+            .contains("hookgate_deliveries_total{")
+            .then_some(())
+            .ok_or_else(|| "no delivery yet".into())
+    })
+    .await;
+    cluster.workers[0].kill();
+    load.open_gate(1);
+    cluster.start_worker("worker-c").await;
+
+    // 2. A receiver is killed; the sender finds it gone and retries at the other one.
+    until_answered(load, FAULTS_AT[1], cluster).await;
+    let refused = load.refused.load(SeqCst);
+    cluster.receivers[1].kill();
+    load.open_gate(2);
+    settle("the sender finds receiver-b gone", cluster, async || {
+        (load.refused.load(SeqCst) > refused)
+            .then_some(())
+            .ok_or_else(|| "no refused connection yet".into())
+    })
+    .await;
+    cluster.receivers[1].restart().await;
+
+    // 3. Redis dies and comes back empty: streams, group and pending entries are gone, and
+    // the webhooks acknowledged meanwhile were never enqueued.
+    until_answered(load, FAULTS_AT[2], cluster).await;
+    let accepted = load.accepted.load(SeqCst);
+    redis.kill();
+    load.open_gate(3);
+    settle(
+        "webhooks are acknowledged without Redis",
+        cluster,
+        async || {
+            let since = load.accepted.load(SeqCst) - accepted;
+            (since >= ACKED_WITHOUT_REDIS)
+                .then_some(())
+                .ok_or_else(|| format!("{since} acknowledged"))
+        },
+    )
+    .await;
+    redis.restart().await;
+
+    // 4. Postgres goes away under every process for a few seconds.
+    until_answered(load, FAULTS_AT[3], cluster).await;
+    let unavailable = load.unavailable.load(SeqCst);
+    let cut = Instant::now();
+    postgres.cut();
+    load.open_gate(4);
+    settle("the receivers answer 503", cluster, async || {
+        (load.unavailable.load(SeqCst) > unavailable)
+            .then_some(())
+            .ok_or_else(|| "no 503 yet".into())
+    })
+    .await;
+    tokio::time::sleep(POSTGRES_OUTAGE.saturating_sub(cut.elapsed())).await;
+    postgres.restore().await;
+}
+
+/// Waits until `percent` of the plan was answered 200.
+async fn until_answered(load: &Load, percent: usize, cluster: &Cluster) {
+    let target = load.plan.len() * percent / 100;
+    let what = format!("{percent}% of the load answered");
+    settle(&what, cluster, async || {
+        let answered = load.answered.load(SeqCst);
+        (answered >= target)
+            .then_some(())
+            .ok_or_else(|| format!("{answered} of {target} answered"))
+    })
+    .await;
+}
+
+/// Checks that every stored event reached the sink at least once and nothing else did, and
+/// that no attempt reached it twice (a repeat is always a new claim, counted in
+/// `deliveries.attempts`). Returns how many deliveries were repeats.
+async fn repeated_deliveries(
+    env: &TestEnv,
+    received: &[Received],
+    stored: &BTreeMap<String, Uuid>,
+) -> usize {
     let claims: HashMap<Uuid, i32> =
         sqlx::query_as::<_, (Uuid, i32)>("SELECT event_id, attempts FROM deliveries")
             .fetch_all(&env.db)
@@ -205,13 +248,9 @@ async fn acknowledged_webhooks_survive_killed_processes_a_redis_wipe_and_a_postg
             .into_iter()
             .collect();
     let mut attempts_seen = HashSet::new();
-    for r in &received {
-        let event: Uuid = r
-            .header("webhook-id")
-            .strip_suffix("_sink")
-            .unwrap()
-            .parse()
-            .unwrap();
+    for r in received {
+        let id = r.header("webhook-id");
+        let event: Uuid = id.strip_suffix("_sink").unwrap().parse().unwrap();
         let attempt: i32 = r.header("hookgate-attempt").parse().unwrap();
         assert!(
             attempts_seen.insert((event, attempt)),
@@ -223,32 +262,12 @@ async fn acknowledged_webhooks_survive_killed_processes_a_redis_wipe_and_a_postg
         );
     }
     let delivered: HashSet<Uuid> = attempts_seen.iter().map(|(e, _)| *e).collect();
-    let stored_ids: HashSet<Uuid> = stored.values().copied().collect();
+    let stored: HashSet<Uuid> = stored.values().copied().collect();
     assert_eq!(
-        delivered, stored_ids,
+        delivered, stored,
         "every stored event reached the sink, nothing else did"
     );
-
-    // A delivery reaches the sink again only when the outcome of an earlier attempt was never
-    // recorded: its worker was killed (at most CONCURRENCY deliveries in flight), or Postgres
-    // went away before the worker could record it (at most CONCURRENCY in flight in each of
-    // the two workers then running). The Redis wipe repeats none: a delivery is claimed in
-    // Postgres under a lease, and what Redis forgot is enqueued again only once its lease has
-    // run out or its outcome is recorded. Receivers never deliver.
-    let duplicates = received.len() - delivered.len();
-    let bound = CONCURRENCY + 2 * CONCURRENCY;
-    println!(
-        "{} webhooks sent for {EVENTS} events ({} tries refused, {} answered 503); \
-         {} deliveries at the sink, {duplicates} of them repeats (at most {bound} allowed)",
-        load.plan.len(),
-        load.refused.load(SeqCst),
-        load.unavailable.load(SeqCst),
-        received.len(),
-    );
-    assert!(
-        duplicates <= bound,
-        "{duplicates} repeated deliveries, more than the {bound} the faults can explain"
-    );
+    received.len() - delivered.len()
 }
 
 /// Every event delivers to the test's sink. The lease is short so a killed worker's
@@ -301,28 +320,37 @@ fn postgres_via(env: &TestEnv, proxy: &Proxy) -> String {
         options.get_username(),
         proxy.addr
     );
-    common::url_with_schema(&url, &env.schema)
+    url_with_schema(&url, &env.schema)
 }
 
 /// The hookgate processes, each with its own configuration file and log in one directory.
 struct Cluster {
+    dir: PathBuf,
+    config: String,
     receivers: Vec<Hookgate>,
     /// Killed ones stay listed: their logs may explain a failure.
     workers: Vec<Hookgate>,
 }
 
 impl Cluster {
-    async fn start(dir: &Path, config: &str) -> Self {
+    async fn start(dir: &Path, config: String) -> Self {
         let (receiver_a, receiver_b, worker_a, worker_b) = tokio::join!(
-            Hookgate::start(dir, "receiver-a", Role::Receive, config),
-            Hookgate::start(dir, "receiver-b", Role::Receive, config),
-            Hookgate::start(dir, "worker-a", Role::Work, config),
-            Hookgate::start(dir, "worker-b", Role::Work, config),
+            Hookgate::start(dir, "receiver-a", Role::Receive, &config),
+            Hookgate::start(dir, "receiver-b", Role::Receive, &config),
+            Hookgate::start(dir, "worker-a", Role::Work, &config),
+            Hookgate::start(dir, "worker-b", Role::Work, &config),
         );
         Self {
+            dir: dir.to_path_buf(),
+            config,
             receivers: vec![receiver_a, receiver_b],
             workers: vec![worker_a, worker_b],
         }
+    }
+
+    async fn start_worker(&mut self, name: &str) {
+        let worker = Hookgate::start(&self.dir, name, Role::Work, &self.config).await;
+        self.workers.push(worker);
     }
 
     /// The end of every process's log, for a failure message.
@@ -351,203 +379,6 @@ async fn settle(what: &str, cluster: &Cluster, mut check: impl AsyncFnMut() -> R
     }
 }
 
-/// One webhook to send: the event's id at the provider, and the receiver tried first.
-struct Webhook {
-    external_id: String,
-    receiver: usize,
-}
-
-/// In blocks of 50 events: each is sent once, then again in reverse order (to the other
-/// receiver for two in three of them), and every fourth a third time. Copies of an event are
-/// thus sent a little apart, sometimes at once, often to both receivers.
-fn plan() -> Vec<Webhook> {
-    let webhook = |n: usize, receiver: usize| Webhook {
-        external_id: format!("fault-{n:05}"),
-        receiver,
-    };
-    let mut plan = Vec::new();
-    for block in (0..EVENTS).collect::<Vec<_>>().chunks(50) {
-        plan.extend(block.iter().map(|&n| webhook(n, n % 2)));
-        let other = |n: usize| {
-            if n.is_multiple_of(3) {
-                n % 2
-            } else {
-                1 - n % 2
-            }
-        };
-        plan.extend(block.iter().rev().map(|&n| webhook(n, other(n))));
-        let third = block.iter().filter(|&&n| n.is_multiple_of(4));
-        plan.extend(third.map(|&n| webhook(n, n / 4 % 2)));
-    }
-    plan
-}
-
-/// What one 200 said.
-struct Ack {
-    external_id: String,
-    event: Uuid,
-    accepted: bool,
-}
-
-/// The webhooks the test sends, as a provider would: signed, retried at the other receiver
-/// until one answers 200. The load pauses a little past each fault's point until that fault
-/// is injected, so every fault hits while webhooks are being sent, however fast this machine.
-struct Load {
-    plan: Vec<Webhook>,
-    receivers: [String; 2],
-    http: reqwest::Client,
-    next: AtomicUsize,
-    answered: AtomicUsize,
-    accepted: AtomicUsize,
-    /// Tries that got no answer (the receiver was gone).
-    refused: AtomicUsize,
-    /// Tries answered 503.
-    unavailable: AtomicUsize,
-    /// Webhooks from these positions in the plan wait for the matching fault.
-    gates: Vec<usize>,
-    injected: watch::Sender<usize>,
-    acks: Mutex<Vec<Ack>>,
-}
-
-impl Load {
-    fn new(plan: Vec<Webhook>, receivers: [&Hookgate; 2]) -> Arc<Self> {
-        let gates = FAULTS_AT
-            .iter()
-            .map(|at| plan.len() * (at + 5) / 100)
-            .collect();
-        Arc::new(Self {
-            receivers: receivers.map(|r| r.base.clone()),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-            next: AtomicUsize::new(0),
-            answered: AtomicUsize::new(0),
-            accepted: AtomicUsize::new(0),
-            refused: AtomicUsize::new(0),
-            unavailable: AtomicUsize::new(0),
-            gates,
-            injected: watch::Sender::new(0),
-            acks: Mutex::default(),
-            plan,
-        })
-    }
-
-    /// One sender: takes the next webhook of the plan until none is left.
-    async fn send_all(self: Arc<Self>) -> Result<(), String> {
-        loop {
-            let position = self.next.fetch_add(1, SeqCst);
-            let Some(webhook) = self.plan.get(position) else {
-                return Ok(());
-            };
-            let faults_before = self.gates.iter().filter(|&&g| position >= g).count();
-            let mut injected = self.injected.subscribe();
-            injected.wait_for(|n| *n >= faults_before).await.unwrap();
-            let ack = self.send(webhook).await?;
-            if ack.accepted {
-                self.accepted.fetch_add(1, SeqCst);
-            }
-            self.acks.lock().unwrap().push(ack);
-            self.answered.fetch_add(1, SeqCst);
-            tokio::time::sleep(PACE).await;
-        }
-    }
-
-    /// Sends until a 200, switching receivers after every failed try, within [`SEND_BUDGET`].
-    async fn send(&self, webhook: &Webhook) -> Result<Ack, String> {
-        let body = format!(r#"{{"id":"{}"}}"#, webhook.external_id);
-        let headers = sign::github(SECRET, &webhook.external_id, body.as_bytes());
-        let started = Instant::now();
-        let mut receiver = webhook.receiver;
-        loop {
-            let mut request = self
-                .http
-                .post(format!("{}/webhooks/github", self.receivers[receiver]))
-                .body(body.clone());
-            for (name, value) in &headers {
-                request = request.header(name, value);
-            }
-            let failure = match request.send().await {
-                Ok(response) if response.status() == 200 => {
-                    let json: serde_json::Value =
-                        response.json().await.map_err(|e| e.to_string())?;
-                    return Ok(Ack {
-                        external_id: webhook.external_id.clone(),
-                        event: json["id"].as_str().unwrap().parse().unwrap(),
-                        accepted: json["status"] == "accepted",
-                    });
-                }
-                Ok(response) if response.status() == 503 => {
-                    self.unavailable.fetch_add(1, SeqCst);
-                    "503".to_string()
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    let text = response.text().await.unwrap_or_default();
-                    return Err(format!("{}: {status} {text}", webhook.external_id));
-                }
-                Err(error) => {
-                    self.refused.fetch_add(1, SeqCst);
-                    error.to_string()
-                }
-            };
-            if started.elapsed() > SEND_BUDGET {
-                return Err(format!(
-                    "{} got no 200 within {SEND_BUDGET:?}; last: {failure}",
-                    webhook.external_id
-                ));
-            }
-            receiver = 1 - receiver;
-            tokio::time::sleep(RETRY_PAUSE).await;
-        }
-    }
-
-    /// Waits until `percent` of the plan was answered 200.
-    async fn until_answered(&self, percent: usize, cluster: &Cluster) {
-        let target = self.plan.len() * percent / 100;
-        settle(
-            &format!("{percent}% of the load answered"),
-            cluster,
-            async || {
-                let answered = self.answered.load(SeqCst);
-                match answered >= target {
-                    true => Ok(()),
-                    false => Err(format!("{answered} of {target} answered")),
-                }
-            },
-        )
-        .await;
-    }
-
-    /// The `n`th fault is injected: the load may go past its gate.
-    fn open_gate(&self, n: usize) {
-        self.injected.send_replace(n);
-    }
-
-    /// External id -> event id, checking that every 200 for an event named the same event and
-    /// at most one said `accepted`.
-    fn acknowledged(&self) -> BTreeMap<String, Uuid> {
-        let mut events = BTreeMap::new();
-        let mut accepted = HashSet::new();
-        for ack in self.acks.lock().unwrap().iter() {
-            let event = *events.entry(ack.external_id.clone()).or_insert(ack.event);
-            assert_eq!(
-                event, ack.event,
-                "{} was acknowledged as two events",
-                ack.external_id
-            );
-            if ack.accepted {
-                assert!(
-                    accepted.insert(ack.external_id.clone()),
-                    "{} was accepted as new twice",
-                    ack.external_id
-                );
-            }
-        }
-        events
-    }
-}
-
 /// The source's stream and its bookkeeping in the private Redis.
 struct StreamState {
     redis: redis::aio::MultiplexedConnection,
@@ -567,17 +398,13 @@ impl StreamState {
 
     /// No entry in the stream, none pending in the group, no event marked queued.
     async fn empty(&self) -> Result<(), String> {
-        let mut conn = self.redis.clone();
         let mut pipe = redis::pipe();
         pipe.cmd("XLEN").arg(&self.events);
-        pipe.cmd("XPENDING").arg(&self.events).arg("hookgate");
+        pipe.cmd("XPENDING").arg(&self.events).arg(GROUP);
         pipe.cmd("SCARD").arg(&self.queued);
-        let (len, (pending, ..), queued): (
-            u64,
-            (u64, redis::Value, redis::Value, redis::Value),
-            u64,
-        ) = pipe
-            .query_async(&mut conn)
+        type Summary = (u64, redis::Value, redis::Value, redis::Value);
+        let (len, (pending, ..), queued): (u64, Summary, u64) = pipe
+            .query_async(&mut self.redis.clone())
             .await
             .map_err(|e| e.to_string())?;
         match (len, pending, queued) {
