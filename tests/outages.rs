@@ -3,13 +3,10 @@
 mod common;
 
 use common::delivery::{self, assert_nothing_redelivered, fast_worker, http_destination};
-use common::proxy::Proxy;
+use common::proxy::{Proxy, postgres_addr, postgres_via, redis_addr};
 use common::sink::Sink;
 use common::{Running, TestEnv, redis_url, sign};
 use hookgate::app::{Gateway, Roles};
-use sqlx::postgres::PgConnectOptions;
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::str::FromStr;
 
 const SOURCE: &str = r#"
     [[sources]]
@@ -20,40 +17,6 @@ const SOURCE: &str = r#"
 
 fn webhook(delivery: &str) -> Vec<(String, String)> {
     sign::github("s3cret", delivery, b"{}")
-}
-
-fn resolve(host: &str, port: u16) -> SocketAddr {
-    (host, port).to_socket_addrs().unwrap().next().unwrap()
-}
-
-/// The test schema's Postgres URL, pointed at `proxy` instead of the server.
-fn postgres_via(env: &TestEnv, proxy: &Proxy) -> String {
-    let options = PgConnectOptions::from_str(&env.database_url).unwrap();
-    let database = options.get_database().unwrap_or("postgres");
-    common::url_with_schema(
-        &format!(
-            "postgres://{}@{}/{database}",
-            options.get_username(),
-            proxy.addr
-        ),
-        &env.schema,
-    )
-}
-
-fn postgres_addr(env: &TestEnv) -> SocketAddr {
-    let options = PgConnectOptions::from_str(&env.database_url).unwrap();
-    resolve(options.get_host(), options.get_port())
-}
-
-fn redis_addr() -> SocketAddr {
-    let info = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection_info()
-        .clone();
-    match info.addr() {
-        redis::ConnectionAddr::Tcp(host, port) => resolve(host, *port),
-        other => panic!("tests need Redis over TCP, got {other:?}"),
-    }
 }
 
 #[tokio::test]
