@@ -9,9 +9,10 @@ use std::time::Duration;
 pub const SECRET: &str = "s3cret";
 /// Standard Webhooks secret the destinations verify hookgate's signature with.
 pub const DESTINATION_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-/// The lease of [`fast_worker`]: long enough for any delivery on a loaded machine, short
-/// enough for a test to wait past it.
-pub const VISIBILITY: Duration = Duration::from_secs(2);
+/// The lease of [`fast_worker`]: long enough that no delivery outlives it on a loaded 2-core
+/// machine (a lease that runs out is a legitimate redelivery, which these tests would misread
+/// as a duplicate: 2 s did, with five builds running), short enough for a test to wait past.
+pub const VISIBILITY: Duration = Duration::from_secs(5);
 
 /// A `[worker]` section that leases for [`VISIBILITY`] and looks for due work every 20 ms.
 pub fn fast_worker() -> String {
