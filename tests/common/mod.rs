@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod proxy;
+pub mod raw;
 pub mod seed;
 pub mod sign;
 pub mod sink;
