@@ -5,7 +5,7 @@ use crate::admin::Admin;
 use crate::config::Config;
 use crate::operations::Runner;
 use crate::queue::stream::Streams;
-use crate::receiver::{self, Batcher, Receiver};
+use crate::receiver::{self, Batcher, IngestBudget, Receiver};
 use crate::replay::Replayer;
 use crate::store::Store;
 use crate::worker::Worker;
@@ -108,7 +108,8 @@ impl Gateway {
         let timeouts = edge::Timeouts::from(&config.edge);
         let public = public.map(|listener| {
             let receiver = Arc::new(Receiver {
-                batcher: Batcher::spawn(store.clone(), streams.clone()),
+                batcher: Batcher::spawn(store.clone(), streams.clone(), config.edge.ingest_queue),
+                budget: IngestBudget::new(config.edge.ingest_memory),
                 config: config.clone(),
                 store,
                 streams,

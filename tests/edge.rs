@@ -5,7 +5,7 @@
 mod common;
 
 use common::raw::Raw;
-use common::{Running, TestEnv, sign};
+use common::{Reply, Running, TestEnv, sign};
 use hookgate::app::Roles;
 use hookgate::config::Config;
 use std::process::ExitStatus;
@@ -54,6 +54,12 @@ fn signed_head(source: &str, delivery: &str, body: &[u8], chunked: bool) -> Vec<
     }
     head.push_str("\r\n");
     head.into_bytes()
+}
+
+fn received(source: &str, outcome: &str, count: u64) -> String {
+    format!(
+        "hookgate_webhooks_received_total{{source=\"{source}\",outcome=\"{outcome}\"}} {count}\n"
+    )
 }
 
 /// Nothing, half a head, a head a byte at a time, or half the next head on a kept-alive
@@ -122,6 +128,94 @@ async fn a_kept_alive_connection_idles_up_to_idle_timeout_then_is_closed() {
     assert_eq!(raw.closed_within(WAIT).await, Some(vec![]));
 }
 
+/// A body that stops arriving is answered `408` once `body_timeout` has passed since its
+/// head, and the connection is closed; nothing is stored.
+#[tokio::test]
+async fn a_stalled_body_is_answered_408_at_body_timeout_and_its_connection_closed() {
+    let env = TestEnv::new().await;
+    let gw = receiver(&env, "body_timeout = \"1s\"", &source("stalled", "")).await;
+    let body = br#"{"action":"opened"}"#;
+    let mut raw = Raw::connect(&gw.base).await;
+    raw.send(&signed_head("stalled", "d-1", body, false)).await;
+    raw.send(&body[..5]).await;
+    let answer = tokio::time::timeout(WAIT, raw.response())
+        .await
+        .expect("the stalled body is answered");
+    answer.assert_problem(408, "body-timeout");
+    assert_eq!(raw.closed_within(WAIT).await, Some(vec![]));
+    assert!(
+        gw.metrics()
+            .await
+            .contains(&received("stalled", "body_timeout", 1))
+    );
+    assert_eq!(env.count("SELECT count(*) FROM events").await, 0);
+}
+
+/// With `ingest_memory` of 64 KiB and a 40 KB body held (its head read, its body not yet
+/// sent), a second 40 KB webhook is refused from its Content-Length before its body is sent,
+/// and a chunked one as soon as its chunks pass what is left; a small webhook still fits.
+#[tokio::test]
+async fn webhooks_that_would_pass_ingest_memory_are_refused_before_their_body_is_read() {
+    let env = TestEnv::new().await;
+    let gw = receiver(
+        &env,
+        "ingest_memory = \"64KiB\"",
+        &source("budget", "max_body = \"64KiB\""),
+    )
+    .await;
+    let body = format!(r#"{{"pad":"{}"}}"#, "a".repeat(40_000)).into_bytes();
+    let mut first = Raw::connect(&gw.base).await;
+    first
+        .send(&signed_head("budget", "big-1", &body, false))
+        .await;
+    let mut second = Raw::connect(&gw.base).await;
+    second
+        .send(&signed_head("budget", "big-2", &body, false))
+        .await;
+    // Whichever head is read second is refused.
+    let (refused, first_refused) = tokio::time::timeout(WAIT, async {
+        tokio::select! {
+            answer = first.response() => (answer, true),
+            answer = second.response() => (answer, false),
+        }
+    })
+    .await
+    .expect("one of the two is refused without its body");
+    let held = match first_refused {
+        true => &mut second,
+        false => &mut first,
+    };
+    refused.assert_problem(503, "overloaded");
+    assert_eq!(refused.header("retry-after"), Some("5"));
+
+    let small = gw
+        .post("budget", &sign::github(SECRET, "small", b"{}"), b"{}")
+        .await;
+    assert_eq!(small.json["status"], "accepted", "{small:?}");
+
+    let chunk = vec![b'a'; 30_000];
+    let mut chunked = Raw::connect(&gw.base).await;
+    chunked
+        .send(&signed_head("budget", "chunked", &chunk, true))
+        .await;
+    chunked
+        .send(&[format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat())
+        .await;
+    let answer = tokio::time::timeout(WAIT, chunked.response())
+        .await
+        .expect("the chunked body is refused while streaming");
+    answer.assert_problem(503, "overloaded");
+
+    held.send(&body).await;
+    assert_eq!(held.response().await.json()["status"], "accepted");
+    assert!(
+        gw.metrics()
+            .await
+            .contains(&received("budget", "overloaded", 2))
+    );
+    assert_eq!(env.count("SELECT count(*) FROM events").await, 2);
+}
+
 /// A head too large for the edge's 64 KiB read buffer never reaches the router.
 #[tokio::test]
 async fn a_head_over_64_kib_is_refused() {
@@ -140,6 +234,48 @@ async fn a_head_over_64_kib_is_refused() {
         "{}",
         String::from_utf8_lossy(&answer)
     );
+}
+
+/// With Postgres held (the events table locked), the batcher's flushers stall and
+/// `ingest_queue = 1` fills: the next webhook is answered `503` problem+json with
+/// `Retry-After` at once, and counted as overloaded.
+#[tokio::test]
+async fn a_full_ingest_queue_is_answered_503_with_retry_after_and_counted() {
+    let env = TestEnv::new().await;
+    let gw = receiver(&env, "ingest_queue = 1", &source("queued", "")).await;
+    let mut lock = env.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    // Nothing can be stored meanwhile, so the first answer (well before the 5 s insert
+    // timeout) can only be a refusal.
+    let mut waiting = Vec::new();
+    let refused = loop {
+        assert!(waiting.len() < 40, "no webhook was refused");
+        let request = gw
+            .http
+            .post(format!("{}/webhooks/queued", gw.base))
+            .body("{}");
+        let delivery = format!("q-{}", waiting.len());
+        let request = sign::github(SECRET, &delivery, b"{}")
+            .into_iter()
+            .fold(request, |r, (name, value)| r.header(name, value));
+        let mut sent =
+            tokio::spawn(async move { Reply::from(request.send().await.unwrap()).await });
+        match tokio::time::timeout(Duration::from_millis(200), &mut sent).await {
+            Ok(answer) => break answer.unwrap(),
+            Err(_) => waiting.push(sent),
+        }
+    };
+    refused.assert_problem(503, "overloaded");
+    assert_eq!(refused.retry_after.as_deref(), Some("5"));
+    assert!(
+        gw.metrics()
+            .await
+            .contains(&received("queued", "overloaded", 1))
+    );
+    lock.rollback().await.unwrap();
 }
 
 /// `hookgate receive` as a child process, killed when dropped.
