@@ -6,6 +6,7 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod edge;
 pub mod event_id;
 pub mod operations;
 pub mod problem;

@@ -588,7 +588,7 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn a_full_ingest_queue_refuses_at_once_and_stores_what_it_queued() {
     use hookgate::queue::stream::Streams;
-    use hookgate::receiver::{Batcher, Unavailable};
+    use hookgate::receiver::{Batcher, IngestBudget, Unavailable};
     use hookgate::store::Store;
     use hookgate::store::events::{Inserted, NewEvent};
 
@@ -597,7 +597,8 @@ async fn a_full_ingest_queue_refuses_at_once_and_stores_what_it_queued() {
     let store = Store::connect_lazy(&env.database_url, 4).unwrap();
     store.migrate().await.unwrap();
     let streams = Streams::new(&common::redis_url(), &env.prefix).unwrap();
-    let batcher = Batcher::with_queue(store, streams, 2);
+    let batcher = Batcher::spawn(store, streams, 2);
+    let budget = IngestBudget::new(1 << 20);
     let source = config.source("github").unwrap();
     let event = |n: usize| {
         let body = format!(r#"{{"n":{n}}}"#);
@@ -630,7 +631,9 @@ async fn a_full_ingest_queue_refuses_at_once_and_stores_what_it_queued() {
         .execute(&mut *lock)
         .await
         .unwrap();
-    let sent = futures::future::join_all((0..20).map(|n| batcher.ingest(event(n))));
+    let sent = futures::future::join_all(
+        (0..20).map(|n| batcher.ingest(event(n), budget.reserve(0).unwrap())),
+    );
     let release = async {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         lock.rollback().await.unwrap();

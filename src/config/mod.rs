@@ -3,12 +3,14 @@
 
 mod admin;
 mod delivery;
+mod edge;
 mod interpolate;
 mod source;
 mod units;
 
 pub use admin::{AdminToken, Scope};
 pub use delivery::{Destination, RetryPolicy, Target, WorkerConfig};
+pub use edge::EdgeConfig;
 pub use source::{Provider, Source};
 
 use serde::Deserialize;
@@ -31,6 +33,7 @@ pub struct Config {
     /// First part of every Redis key, so deployments (and tests) can share one Redis.
     pub stream_prefix: String,
     pub worker: WorkerConfig,
+    pub edge: EdgeConfig,
     /// Bearer tokens for the admin API.
     pub admin_tokens: Vec<AdminToken>,
     /// Whether `/metrics` needs a token with the read scope (default: open, like most
@@ -65,6 +68,7 @@ struct RawConfig {
     stream_prefix: Option<String>,
     retry: Option<delivery::RawRetry>,
     worker: Option<delivery::RawWorker>,
+    edge: Option<edge::RawEdge>,
     #[serde(default)]
     admin_tokens: Vec<admin::RawAdminToken>,
     #[serde(default)]
@@ -209,6 +213,14 @@ impl RawConfig {
                 sources.push(source);
             }
         }
+        let largest_body = sources
+            .iter()
+            .max_by_key(|s| s.max_body)
+            .map(|s| (s.name.as_str(), s.max_body));
+        let edge = self
+            .edge
+            .unwrap_or_default()
+            .validate(largest_body, problems);
         Some(Config {
             listen: listen?,
             admin_listen: admin_listen?,
@@ -217,6 +229,7 @@ impl RawConfig {
             redis_url: redis_url?,
             stream_prefix,
             worker,
+            edge,
             admin_tokens,
             metrics_need_token: self.metrics_need_token,
             alert_webhook_url: self.alert_webhook_url,

@@ -4,6 +4,7 @@
 pub mod delivery;
 pub mod procs;
 pub mod proxy;
+pub mod raw;
 pub mod seed;
 pub mod sign;
 pub mod sink;
