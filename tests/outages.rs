@@ -226,7 +226,7 @@ async fn a_hung_postgres_answers_503_after_the_insert_timeout_and_the_retry_is_a
         "github",
         &fast_worker(),
         3,
-        &http_destination("billing", &sink, "1s"),
+        &http_destination("billing", &sink, "4s"),
     );
     let receiver = Running::start_with_roles(
         env.config_with(&postgres_via(&env, &proxy), &redis_url(), &sources),

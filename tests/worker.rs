@@ -42,7 +42,7 @@ async fn delivered_exactly_once_with_a_verifiable_signature() {
     let env = TestEnv::new().await;
     let sink = Sink::start().await;
     let gw = env
-        .start(&sources(&http_destination("billing", &sink, "1s"), 3))
+        .start(&sources(&http_destination("billing", &sink, "4s"), 3))
         .await;
     let body = br#"{"action":"opened"}"#;
     let id = delivery::send(&gw, "github", "d-1", body).await;
@@ -237,7 +237,7 @@ async fn a_stream_destination_receives_the_payload() {
 async fn after_redis_loses_its_data_every_acknowledged_event_is_delivered() {
     let env = TestEnv::new().await;
     let sink = Sink::start().await;
-    let config = sources(&http_destination("billing", &sink, "1s"), 3);
+    let config = sources(&http_destination("billing", &sink, "4s"), 3);
     let receiver = Running::start_with_roles(env.config(&config), Roles::RECEIVER).await;
     for i in 0..20 {
         delivery::send(&receiver, "github", &format!("before-{i}"), b"{}").await;
@@ -293,7 +293,7 @@ async fn forget_redis_keys(env: &TestEnv) {
 async fn many_events_through_several_workers_are_each_delivered_once() {
     let env = TestEnv::new().await;
     let sink = Sink::start().await;
-    let config = sources(&http_destination("billing", &sink, "1s"), 3);
+    let config = sources(&http_destination("billing", &sink, "4s"), 3);
     let receiver = Running::start_with_roles(env.config(&config), Roles::RECEIVER).await;
     let mut workers = Vec::new();
     for _ in 0..3 {

@@ -80,6 +80,8 @@ pub async fn send(gw: &Running, source: &str, delivery: &str, body: &[u8]) -> St
 /// than `arrivals` requests and that no entry of `source`'s stream is left pending. A worker
 /// that lost an outcome, or never acknowledged an entry, leaves it to be reclaimed after the
 /// visibility timeout: a duplicate arrives only then, never within milliseconds.
+/// Give the destination a generous timeout (4 s, below the lease) in such tests: an attempt that
+/// times out is retried, a legitimate repeat that a loaded machine produced with 1 s.
 pub async fn assert_nothing_redelivered(env: &TestEnv, source: &str, sink: &Sink, arrivals: usize) {
     // The reclaimer looks every quarter of the visibility timeout; the rest is for the
     // reclaimed delivery to reach the sink.
