@@ -113,19 +113,11 @@ pub async fn replay(
     if let Some(at) = letter.replayed_at {
         return Err(DeadLetterError::AlreadyReplayed { id, at }.into());
     }
-    if !admin
-        .replayer
-        .routes()
-        .contains(&letter.source, &letter.destination)
-    {
-        let route = format!("{}/{}", letter.source, letter.destination);
-        return Err(DeadLetterError::Unroutable { id, route }.into());
-    }
     let event_id = letter.event_id;
     let replayed = admin.replayer.ids(&[id]).await?;
     if replayed.batch.replayed.is_empty() {
-        // Checked open a moment ago: since then it was deleted (404), replayed (409), or is
-        // held by a replay still in flight (409).
+        // Checked open a moment ago: it cannot be delivered (409), or since then it was
+        // deleted (404), replayed (409), or is held by a replay still in flight (409).
         let routes = admin.replayer.routes();
         admin.store.check_dead_letters(&[id], Some(routes)).await?;
         return Err(ApiError::Conflict(format!(
