@@ -463,7 +463,9 @@ async fn replaying_for_a_source_no_longer_configured_fails_and_revives_nothing()
         ));
     assert!(cli.replayed_at(open).await.is_none(), "nothing replayed");
 
-    let out = cli.dlq(&["replay", "--all", "--until", "1h", "--json"]).await;
+    let out = cli
+        .dlq(&["replay", "--all", "--until", "1h", "--json"])
+        .await;
     out.assert_fails_with("1 dead letter(s) not replayed");
     assert_eq!(out.json()["replayed"], 1);
     assert!(cli.replayed_at(open).await.is_some());
