@@ -12,6 +12,7 @@ pub mod operations;
 pub mod problem;
 pub mod queue;
 pub mod receiver;
+pub mod redact;
 pub mod replay;
 pub mod shutdown;
 pub mod store;

@@ -3,6 +3,7 @@ use hookgate::app::{Gateway, Roles};
 use hookgate::cli::dlq::DlqCommand;
 use hookgate::cli::events::EventsCommand;
 use hookgate::config::{Config, Target};
+use hookgate::redact;
 use hookgate::store::Store;
 use hookgate::telemetry::{self, LogFormat};
 use std::path::PathBuf;
@@ -110,7 +111,7 @@ fn print_summary(path: &std::path::Path, config: &Config) {
             .destinations
             .iter()
             .map(|d| match &d.target {
-                Target::Http { url, .. } => format!("{} -> {url}", d.name),
+                Target::Http { url, .. } => format!("{} -> {}", d.name, redact::url(url)),
                 Target::Stream { key } => format!("{} -> stream {key}", d.name),
             })
             .collect();

@@ -5,6 +5,8 @@ pub mod dead_letters;
 pub mod deliveries;
 pub mod events;
 pub mod operations;
+pub mod pipeline;
+pub mod routes;
 pub mod status;
 
 use sqlx::PgPool;
