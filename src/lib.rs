@@ -12,6 +12,7 @@ pub mod problem;
 pub mod queue;
 pub mod receiver;
 pub mod replay;
+pub mod retention;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

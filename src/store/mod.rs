@@ -5,6 +5,7 @@ pub mod dead_letters;
 pub mod deliveries;
 pub mod events;
 pub mod operations;
+pub mod retention;
 pub mod status;
 
 use sqlx::PgPool;
