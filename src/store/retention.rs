@@ -78,7 +78,7 @@ pub struct Deleted {
 }
 
 impl Deleted {
-    pub fn get(&self, table: Table) -> u64 {
+    fn get(&self, table: Table) -> u64 {
         let mut copy = *self;
         *copy.slot(table)
     }
