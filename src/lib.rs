@@ -14,6 +14,7 @@ pub mod queue;
 pub mod receiver;
 pub mod redact;
 pub mod replay;
+pub mod retention;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

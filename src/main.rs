@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Delete what retention no longer keeps, now (`run`), or show what would go (`--dry-run`).
+    Retention {
+        #[command(subcommand)]
+        command: hookgate::cli::retention::RetentionCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +92,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Dlq { command } => return hookgate::cli::dlq::run(&config, command).await,
             Command::Events { command } => {
                 return hookgate::cli::events::run(&config, command).await;
+            }
+            Command::Retention { command } => {
+                return hookgate::cli::retention::run(&config, command).await;
             }
             Command::CheckConfig => unreachable!("handled before the runtime starts"),
         };

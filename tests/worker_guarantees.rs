@@ -45,9 +45,9 @@ async fn a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owners_outcome() 
     let store = migrated_store(&env).await;
     let event = seed::pending_delivery(&env.db, "github", "billing").await;
     let lease = Duration::from_secs(60);
-    let stale = store.claim(event, lease).await.unwrap().expect("due");
+    let stale = store.claim(event, lease).await.unwrap().event.expect("due");
     assert!(
-        store.claim(event, lease).await.unwrap().is_none(),
+        store.claim(event, lease).await.unwrap().event.is_none(),
         "a leased delivery is not claimed twice"
     );
     sqlx::query("UPDATE deliveries SET lease_until = now() - interval '1 second'")
@@ -58,6 +58,7 @@ async fn a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owners_outcome() 
         .claim(event, lease)
         .await
         .unwrap()
+        .event
         .expect("the lease ran out: claimable again");
     assert_ne!(owner.lease_token, stale.lease_token);
     assert_eq!(owner.deliveries[0].attempt, 2);

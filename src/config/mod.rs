@@ -5,12 +5,14 @@ mod admin;
 mod delivery;
 mod edge;
 mod interpolate;
+mod retention;
 mod source;
 mod units;
 
 pub use admin::{AdminToken, Scope};
 pub use delivery::{Destination, RetryPolicy, Target, WorkerConfig};
 pub use edge::EdgeConfig;
+pub use retention::Retention;
 pub use source::{Provider, Source};
 
 use serde::Deserialize;
@@ -41,6 +43,8 @@ pub struct Config {
     pub metrics_need_token: bool,
     /// Where dead-letter alerts are POSTed, besides the log and the metric.
     pub alert_webhook_url: Option<String>,
+    /// How long settled events and dead letters are kept.
+    pub retention: Retention,
     pub sources: Vec<Source>,
 }
 
@@ -74,6 +78,9 @@ struct RawConfig {
     #[serde(default)]
     metrics_need_token: bool,
     alert_webhook_url: Option<String>,
+    retention: Option<String>,
+    dead_letter_retention: Option<String>,
+    retention_interval: Option<String>,
     #[serde(default)]
     sources: Vec<source::RawSource>,
 }
@@ -200,6 +207,12 @@ impl RawConfig {
         }
         let retry = self.retry.unwrap_or_default();
         retry.validate("retry", problems);
+        let retention = Retention::validate(
+            self.retention.as_deref(),
+            self.dead_letter_retention.as_deref(),
+            self.retention_interval.as_deref(),
+            problems,
+        );
         let mut names = HashSet::new();
         let mut sources = Vec::new();
         for (i, raw) in self.sources.into_iter().enumerate() {
@@ -233,6 +246,7 @@ impl RawConfig {
             admin_tokens,
             metrics_need_token: self.metrics_need_token,
             alert_webhook_url: self.alert_webhook_url,
+            retention,
             sources,
         })
     }

@@ -83,6 +83,12 @@ impl Worker {
             shutdown.clone(),
         ));
         let reclaimer = tokio::spawn(reclaim::run(self.clone(), shutdown.clone()));
+        let retention = tokio::spawn(crate::retention::run(
+            self.store.clone(),
+            crate::retention::Policy::new(&self.config),
+            self.config.retention.interval,
+            shutdown.clone(),
+        ));
         self.consume(&shutdown).await;
 
         self.tracker.close();
@@ -98,7 +104,7 @@ impl Worker {
             self.hand_back.cancel();
             self.tracker.wait().await;
         }
-        let _ = tokio::join!(scheduler, reclaimer);
+        let _ = tokio::join!(scheduler, reclaimer, retention);
         tracing::info!("worker stopped");
     }
 
