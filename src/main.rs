@@ -120,7 +120,7 @@ fn print_summary(path: &std::path::Path, config: &Config) {
             .iter()
             .map(|d| match &d.target {
                 Target::Http { url, .. } => format!("{} -> {}", d.name, redact::url(url)),
-                Target::Stream { key } => format!("{} -> stream {key}", d.name),
+                Target::Stream { key, .. } => format!("{} -> stream {key}", d.name),
             })
             .collect();
         println!(

@@ -22,7 +22,8 @@ pub enum Target {
     /// POST to this URL, giving up after the timeout.
     Http { url: String, timeout: Duration },
     /// XADD to this Redis stream, which the service reads with its own consumer group.
-    Stream { key: String },
+    /// Entries beyond the newest `max_len` are trimmed once every group has read and acked them.
+    Stream { key: String, max_len: u64 },
 }
 
 /// Attempt n waits `min(initial_delay * multiplier^(n-1), max_delay)`, then +/- `jitter`.
@@ -59,6 +60,9 @@ pub struct WorkerConfig {
     pub schedule_interval: Duration,
     /// In-flight deliveries get this long to finish on shutdown; the rest are handed back.
     pub shutdown_deadline: Duration,
+    /// A consumer of hookgate's group idle this long with nothing pending is removed: every
+    /// process start adds one, and a stopped process never comes back under the same name.
+    pub consumer_idle_limit: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -68,6 +72,7 @@ impl Default for WorkerConfig {
             visibility_timeout: Duration::from_secs(60),
             schedule_interval: Duration::from_secs(1),
             shutdown_deadline: Duration::from_secs(20),
+            consumer_idle_limit: Duration::from_secs(3600),
         }
     }
 }
@@ -132,6 +137,7 @@ pub(super) struct RawWorker {
     visibility_timeout: Option<String>,
     schedule_interval: Option<String>,
     shutdown_deadline: Option<String>,
+    consumer_idle_limit: Option<String>,
 }
 
 impl RawWorker {
@@ -160,13 +166,22 @@ impl RawWorker {
                 &self.shutdown_deadline,
                 d.shutdown_deadline,
             ),
+            consumer_idle_limit: duration(
+                "consumer_idle_limit",
+                &self.consumer_idle_limit,
+                d.consumer_idle_limit,
+            ),
         };
         if !(1..=4096).contains(&config.concurrency) {
             problems.push("worker.concurrency: must be between 1 and 4096".to_string());
         }
-        if config.schedule_interval.is_zero() || config.visibility_timeout.is_zero() {
+        if config.schedule_interval.is_zero()
+            || config.visibility_timeout.is_zero()
+            || config.consumer_idle_limit.is_zero()
+        {
             problems.push(
-                "worker: schedule_interval and visibility_timeout must be above zero".to_string(),
+                "worker: schedule_interval, visibility_timeout and consumer_idle_limit must be above zero"
+                    .to_string(),
             );
         }
         config
@@ -179,6 +194,7 @@ pub(super) struct RawDestination {
     name: String,
     url: Option<String>,
     stream: Option<String>,
+    max_len: Option<u64>,
     timeout: Option<String>,
     secret: Option<String>,
     #[serde(default)]
@@ -186,6 +202,7 @@ pub(super) struct RawDestination {
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_LEN: u64 = 100_000;
 
 impl RawDestination {
     pub(super) fn validate(
@@ -209,6 +226,9 @@ impl RawDestination {
         };
         let target = match (self.url, self.stream) {
             (Some(url), None) if url.starts_with("http://") => {
+                if self.max_len.is_some() {
+                    problems.push(format!("{key}.max_len: is for stream destinations"));
+                }
                 if timeout.is_some_and(|t| t >= visibility_timeout) {
                     problems.push(format!(
                         "{key}.timeout: must be below worker.visibility_timeout ({visibility_timeout:?}), or a slow delivery would be taken over while it runs"
@@ -231,7 +251,14 @@ impl RawDestination {
                         "{key}: timeout, secret and headers are for url destinations"
                     ));
                 }
-                Some(Target::Stream { key: stream })
+                let max_len = self.max_len.unwrap_or(DEFAULT_MAX_LEN);
+                if max_len == 0 {
+                    problems.push(format!("{key}.max_len: must be at least 1"));
+                }
+                Some(Target::Stream {
+                    key: stream,
+                    max_len,
+                })
             }
             _ => {
                 problems.push(format!("{key}: set exactly one of url or stream"));

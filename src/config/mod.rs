@@ -505,7 +505,8 @@ mod tests {
         assert_eq!(
             gh.destination("audit").unwrap().target,
             Target::Stream {
-                key: "audit-events".into()
+                key: "audit-events".into(),
+                max_len: 100_000,
             }
         );
     }
@@ -540,6 +541,39 @@ mod tests {
             "sources[0].destinations[1]: set exactly one of url or stream",
             "sources[0].destinations[2].timeout: must be below worker.visibility_timeout",
             "sources[0].destinations[2].secret: a Standard Webhooks secret",
+        ];
+        for e in expected {
+            assert!(
+                found.iter().any(|p| p.starts_with(e)),
+                "missing {e:?} in {found:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn stream_bounds_are_validated() {
+        let found = problems(&format!(
+            r#"{BASE}
+            [worker]
+            consumer_idle_limit = "0s"
+            [[sources]]
+            name = "gh"
+            provider = "github"
+            secrets = ["x"]
+              [[sources.destinations]]
+              name = "a"
+              stream = "s"
+              max_len = 0
+              [[sources.destinations]]
+              name = "b"
+              url = "http://x/"
+              max_len = 10
+            "#
+        ));
+        let expected = [
+            "worker: schedule_interval, visibility_timeout and consumer_idle_limit must be above zero",
+            "sources[0].destinations[0].max_len: must be at least 1",
+            "sources[0].destinations[1].max_len: is for stream destinations",
         ];
         for e in expected {
             assert!(

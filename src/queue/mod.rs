@@ -11,6 +11,7 @@
 
 pub mod reader;
 pub mod stream;
+pub mod trim;
 
 use uuid::Uuid;
 

@@ -34,6 +34,11 @@ impl Streams {
         })
     }
 
+    /// The shared connection, for the queue's other modules.
+    pub(super) fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     /// `<prefix>:{<source>}:events`: the braces are a Redis Cluster hash tag, keeping all of a
     /// source's keys in one slot.
     pub fn events_key(&self, source: &str) -> String {

@@ -60,7 +60,7 @@ impl Deliverer {
                 self.post(url, *timeout, source, destination, event, &id, attempt)
                     .await
             }
-            Target::Stream { key } => self.publish(key, source, event, &id).await,
+            Target::Stream { key, .. } => self.publish(key, source, event, &id).await,
         };
         response.duration = started.elapsed();
         response

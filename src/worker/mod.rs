@@ -7,6 +7,7 @@ mod deliver;
 mod reclaim;
 mod record;
 mod scheduler;
+mod upkeep;
 
 pub use deliver::Deliverer;
 
@@ -83,6 +84,12 @@ impl Worker {
             shutdown.clone(),
         ));
         let reclaimer = tokio::spawn(reclaim::run(self.clone(), shutdown.clone()));
+        let upkeep = tokio::spawn(upkeep::run(
+            self.config.clone(),
+            self.streams.clone(),
+            self.consumer.clone(),
+            shutdown.clone(),
+        ));
         let retention = tokio::spawn(crate::retention::run(
             self.store.clone(),
             crate::retention::Policy::new(&self.config),
@@ -104,7 +111,7 @@ impl Worker {
             self.hand_back.cancel();
             self.tracker.wait().await;
         }
-        let _ = tokio::join!(scheduler, reclaimer, retention);
+        let _ = tokio::join!(scheduler, reclaimer, retention, upkeep);
         tracing::info!("worker stopped");
     }
 
