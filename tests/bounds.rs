@@ -307,3 +307,23 @@ async fn consumers_idle_less_than_the_limit_stay() {
         BTreeSet::from(["recent".to_string()])
     );
 }
+
+#[tokio::test]
+async fn a_groups_lag_is_counted_when_redis_cannot_tell_it() {
+    let env = TestEnv::new().await;
+    let (key, ids) = filled(&env, "holes", 20).await;
+    create_group(&env.redis, &key, "slow").await;
+    read(&env.redis, &key, "slow", "c1", 3).await;
+    // A deletion after the group's position leaves Redis unable to compute its lag.
+    let _: u64 = redis::cmd("XDEL")
+        .arg(&key)
+        .arg(&ids[10])
+        .query_async(&mut env.redis.clone())
+        .await
+        .unwrap();
+
+    let trimmed = streams(&env).trim_destination(&key, MAX_LEN).await.unwrap();
+
+    let slow = &trimmed.groups[0];
+    assert_eq!((slow.lag, slow.pending), (16, 3));
+}
