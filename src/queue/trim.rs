@@ -109,7 +109,8 @@ pub struct Trimmed {
 
 impl Streams {
     /// Trims `key` towards its newest `max_len` entries, keeping everything some group still
-    /// needs, and reports each group's lag and pending as gauges.
+    /// needs, and reports each group's lag and pending as gauges. The groups are read just
+    /// before the trim: one created (or moved back) in between may find older entries gone.
     pub async fn trim_destination(&self, key: &str, max_len: u64) -> Result<Trimmed, QueueError> {
         let groups = self.groups(key).await?;
         for group in &groups {
@@ -251,5 +252,19 @@ impl Streams {
             }
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StreamId;
+
+    #[test]
+    fn the_id_after_another_carries_into_the_milliseconds() {
+        let id = |text| StreamId::parse(text).unwrap();
+        assert_eq!(id("5-7").next(), id("5-8"));
+        assert_eq!(id("5-18446744073709551615").next(), id("6-0"));
+        assert_eq!(id("5-8").to_string(), "5-8");
+        assert_eq!(StreamId::parse("5"), None);
     }
 }
