@@ -327,3 +327,27 @@ async fn a_groups_lag_is_counted_when_redis_cannot_tell_it() {
     let slow = &trimmed.groups[0];
     assert_eq!((slow.lag, slow.pending), (16, 3));
 }
+
+#[tokio::test]
+async fn the_running_worker_removes_idle_consumers_but_never_its_own() {
+    let env = TestEnv::new().await;
+    let worker = format!("{}\n        consumer_idle_limit = \"1ms\"", fast_worker());
+    let gw = env.start(&delivery::config("github", &worker, 3, "")).await;
+    delivery::send(&gw, "github", "d-idle", br#"{"x":1}"#).await;
+    env.wait_for_count("SELECT count(*) FROM events WHERE status = 'delivered'", 1)
+        .await;
+    let own = consumers(&env, "github").await;
+    assert_eq!(own.len(), 1, "the worker joined the group: {own:?}");
+    join(&env, "github", "gone").await;
+
+    let mut left = consumers(&env, "github").await;
+    for _ in 0..300 {
+        if !left.contains("gone") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = consumers(&env, "github").await;
+    }
+    assert_eq!(left, own);
+    gw.stop().await;
+}
