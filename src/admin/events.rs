@@ -20,6 +20,7 @@ const STATUSES: [&str; 3] = ["pending", "delivered", "dead_lettered"];
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     source: Option<String>,
+    external_id: Option<String>,
     status: Option<String>,
     since: Option<String>,
     until: Option<String>,
@@ -27,7 +28,7 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-/// `GET /v1/events`: newest first.
+/// `GET /v1/events`: newest first; `external_id` finds an event by the provider's id.
 pub async fn list(
     _: Authorized<Read>,
     State(admin): State<Arc<Admin>>,
@@ -46,6 +47,7 @@ pub async fn list(
     let page = Page::parse(query.limit.as_deref(), query.cursor.as_deref())?;
     let filter = EventFilter {
         source: params::text("source", query.source)?,
+        external_id: params::text("external_id", query.external_id)?,
         status: query.status,
         since,
         until,

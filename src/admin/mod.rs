@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod operations;
 mod params;
+mod redeliver;
 
 use crate::config::{Config, Scope};
 use crate::operations::Runner;
@@ -61,6 +62,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}", get(events::show))
+        .route("/v1/events/{id}/redeliver", post(redeliver::redeliver))
         .route("/v1/dead-letters", get(dead_letters::list))
         .route("/v1/dead-letters/replay", post(operations::start_replay))
         .route(
