@@ -33,3 +33,7 @@ END $$;
 -- `GET /v1/events?external_id=...` without a source; with one, events_source_external_id_key
 -- serves it.
 CREATE INDEX events_external_id ON events (external_id);
+
+-- Bulk redelivery runs as an operation, like bulk replay.
+ALTER TABLE operations DROP CONSTRAINT operations_kind_check,
+    ADD CONSTRAINT operations_kind_check CHECK (kind IN ('replay', 'redeliver'));

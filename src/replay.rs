@@ -4,9 +4,10 @@
 
 use crate::config::Config;
 use crate::queue::stream::Streams;
+use crate::store::Keyset;
 use crate::store::dead_letters::{Cursor, DeadLetterFilter, ReplayBatch};
 use crate::store::operations::Operation;
-use crate::store::redeliver::{RedeliverError, Redelivered};
+use crate::store::redeliver::{RedeliverBatch, RedeliverError, Redelivered};
 use crate::store::routes::Routes;
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
@@ -101,6 +102,24 @@ impl Replayer {
         let events = HashMap::from([(redelivered.source.clone(), vec![event])]);
         let not_enqueued = self.enqueue_events(&events).await;
         Ok((redelivered, not_enqueued == 0))
+    }
+
+    /// Redelivers the next batch of events of a bulk redelivery, recording its progress;
+    /// `None` once the operation is no longer running (cancelled).
+    pub async fn redeliver_operation_batch(
+        &self,
+        operation: &Operation,
+        after: Option<Keyset>,
+        lease: Duration,
+    ) -> Result<Option<RedeliverBatch>, StoreError> {
+        let batch = self
+            .store
+            .redeliver_operation_batch(operation, after, &self.routes, lease)
+            .await?;
+        if let Some(batch) = &batch {
+            self.enqueue_events(&batch.events_by_source).await;
+        }
+        Ok(batch)
     }
 
     pub fn routes(&self) -> &Routes {

@@ -561,3 +561,129 @@ async fn the_database_still_refuses_every_other_impossible_transition() {
         .await
         .expect("delivered -> pending is a redelivery");
 }
+
+#[tokio::test]
+async fn a_bulk_redelivery_by_filter_resends_every_matching_event_and_counts_them_exactly() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    let destinations = http_destination("billing", &sink, "4s");
+    let config = delivery::config("github", &fast_worker(), 3, &destinations) + &tokens();
+    let gw = env.start(&config).await;
+    let mut events = Vec::new();
+    for n in 0..3 {
+        events.push(delivery::send(&gw, "github", &format!("d-{n}"), b"{}").await);
+    }
+    sink.wait_for(3, WAIT).await;
+    env.wait_for_count("SELECT count(*) FROM events WHERE status = 'delivered'", 3)
+        .await;
+    let start = |body: Value| {
+        gw.admin_request(Method::POST, "/v1/events/redeliver", ONCALL)
+            .json(&body)
+            .send()
+    };
+    Reply::from(start(json!({})).await.unwrap())
+        .await
+        .assert_problem(400, "bad-filter");
+
+    let reply = Reply::from(
+        start(json!({"source": "github", "status": "delivered", "since": "1h"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{reply:?}");
+    assert_eq!(reply.json["kind"], "redeliver");
+    assert_eq!(reply.json["matched"], 3);
+    let location = reply.header("location").unwrap().to_string();
+    let started = std::time::Instant::now();
+    let done = loop {
+        let polled = gw.admin_get(&location, VIEWER).await;
+        if polled.status == 303 {
+            break gw
+                .admin_get(polled.header("location").unwrap(), VIEWER)
+                .await;
+        }
+        assert!(started.elapsed() < WAIT, "{polled:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done.json["state"], "succeeded", "{done:?}");
+    assert_eq!(
+        (done.json["replayed"].clone(), done.json["failed"].clone()),
+        (json!(3), json!(0))
+    );
+
+    let received = sink.wait_for(6, WAIT).await;
+    for event in &events {
+        let id = format!("{event}_billing");
+        let arrivals = received
+            .iter()
+            .filter(|r| r.header("webhook-id") == id)
+            .count();
+        assert_eq!(arrivals, 2, "{id} delivered once more");
+    }
+    env.wait_for_count("SELECT count(*) FROM events WHERE status = 'delivered'", 3)
+        .await;
+}
+
+/// An event goes whole or not at all: one with a destination no longer configured is skipped
+/// and counted as failed, one still pending is counted and left as it is.
+#[tokio::test]
+async fn a_bulk_redelivery_skips_and_counts_events_it_cannot_deliver() {
+    let env = TestEnv::new().await;
+    let gw = seeded_gateway(&env).await;
+    let whole = event_with(
+        &env,
+        "github",
+        &[("cd", "delivered", 1), ("ci", "delivered", 1)],
+    )
+    .await;
+    let stuck = event_with(
+        &env,
+        "github",
+        &[("ci", "delivered", 1), ("gone", "dead", 3)],
+    )
+    .await;
+    let waiting = event_with(&env, "github", &[("ci", "pending", 0)]).await;
+    let reply = Reply::from(
+        gw.admin_request(Method::POST, "/v1/events/redeliver", ONCALL)
+            .json(&json!({"source": "github"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{reply:?}");
+    let location = reply.header("location").unwrap().to_string();
+    let started = std::time::Instant::now();
+    let done = loop {
+        let polled = gw.admin_get(&location, VIEWER).await;
+        if polled.json["state"] != "running" {
+            break polled;
+        }
+        assert!(started.elapsed() < WAIT, "{polled:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        [
+            &done.json["state"],
+            &done.json["matched"],
+            &done.json["replayed"],
+            &done.json["failed"]
+        ],
+        [&json!("succeeded"), &json!(3), &json!(2), &json!(1)],
+        "{done:?}"
+    );
+    assert_eq!(delivery_row(&env, whole, "cd").await.0, "pending");
+    assert_eq!(delivery_row(&env, whole, "ci").await.0, "pending");
+    assert_eq!(delivery_row(&env, stuck, "ci").await.0, "delivered");
+    assert_eq!(event_status(&env, stuck).await, "dead_lettered");
+    assert_eq!(
+        delivery_row(&env, waiting, "ci").await,
+        ("pending".into(), 0, 0, true)
+    );
+    assert_eq!(
+        env.stream_len("github").await,
+        1,
+        "only the revived event is enqueued"
+    );
+}

@@ -61,6 +61,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/events", get(events::list))
+        .route("/v1/events/redeliver", post(operations::start_redeliver))
         .route("/v1/events/{id}", get(events::show))
         .route("/v1/events/{id}/redeliver", post(redeliver::redeliver))
         .route("/v1/dead-letters", get(dead_letters::list))
