@@ -388,6 +388,36 @@ async fn a_later_retry_is_a_duplicate_and_is_not_enqueued_again() {
     assert_eq!(env.stream_len("github").await, 1);
 }
 
+/// Svix sends Standard Webhooks under `svix-*` header names: what passes the signature check
+/// also has its event id, and a retry is a duplicate.
+#[tokio::test]
+async fn a_webhook_with_svix_header_names_is_accepted_and_its_retry_is_a_duplicate() {
+    let env = TestEnv::new().await;
+    let gw = env.start_receiver(&all_presets()).await;
+    let body = br#"{"type":"invoice.paid"}"#;
+    let headers: Headers = sign::standard(STANDARD_SECRET, "msg_svix_1", sign::now(), body)
+        .into_iter()
+        .map(|(name, value)| (name.replace("webhook-", "svix-"), value))
+        .collect();
+    assert!(
+        headers.iter().any(|(name, _)| name == "svix-id"),
+        "{headers:?}"
+    );
+    assert!(!headers.iter().any(|(name, _)| name.starts_with("webhook-")));
+
+    let first = assert_accepted(&gw.post("standard", &headers, body).await);
+    let external: String = sqlx::query_scalar("SELECT external_id FROM events WHERE id = $1::uuid")
+        .bind(&first)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(external, "msg_svix_1");
+    let retry = gw.post("standard", &headers, body).await;
+    assert_eq!(retry.status, 200, "{retry:?}");
+    assert_eq!(retry.json, json!({ "id": first, "status": "duplicate" }));
+    assert_eq!(env.stream_len("standard").await, 1);
+}
+
 #[tokio::test]
 async fn headers_are_stored_with_credentials_redacted() {
     let env = TestEnv::new().await;
