@@ -222,6 +222,21 @@ async fn poll(gw: &Running, path: &str, done: impl Fn(&Reply) -> bool) -> Reply 
     }
 }
 
+/// `source`'s deliveries pending after a replay with the configured budget ahead of them:
+/// [`BUDGET`] attempts more than they had made.
+async fn with_fresh_budget(env: &TestEnv, source: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM deliveries d JOIN events e ON e.id = d.event_id
+         WHERE e.source = $1 AND d.state = 'pending' AND d.reason = 'replayed'
+           AND d.max_attempts = d.attempts + $2::bigint",
+    )
+    .bind(source)
+    .bind(BUDGET)
+    .fetch_one(&env.db)
+    .await
+    .unwrap()
+}
+
 /// Holds a lock that makes replay batches wait (writes) but not reads, until rolled back.
 async fn lock_dead_letters(env: &TestEnv) -> sqlx::Transaction<'static, sqlx::Postgres> {
     let mut lock = env.db.begin().await.unwrap();
@@ -319,19 +334,26 @@ async fn requests_without_a_valid_token_are_refused_and_read_tokens_cannot_chang
         &base64::engine::general_purpose::STANDARD,
         format!("oncall:{ONCALL}"),
     );
+    // Each refusal says what was wrong with what was sent.
+    const NO_HEADER: &str = "send the token as \"Authorization: Bearer <token>\"";
+    const NOT_BEARER: &str = "must be \"Bearer <token>\"";
+    const UNKNOWN: &str = "the token is not valid";
     let refused = [
-        None,
-        Some("Bearer wrong-token-0123456789".to_string()),
-        Some(format!("Bearer {}", &ONCALL[..ONCALL.len() - 1])),
-        Some(format!("Bearer {ONCALL}x")),
-        Some(ONCALL.to_string()),
-        Some(format!("Token {ONCALL}")),
-        Some(format!("Basic {base64}")),
-        Some("Bearer".to_string()),
-        Some("Bearer ".to_string()),
+        (None, NO_HEADER),
+        (Some("Bearer wrong-token-0123456789".to_string()), UNKNOWN),
+        (
+            Some(format!("Bearer {}", &ONCALL[..ONCALL.len() - 1])),
+            UNKNOWN,
+        ),
+        (Some(format!("Bearer {ONCALL}x")), UNKNOWN),
+        (Some(ONCALL.to_string()), NOT_BEARER),
+        (Some(format!("Token {ONCALL}")), NOT_BEARER),
+        (Some(format!("Basic {base64}")), NOT_BEARER),
+        (Some("Bearer".to_string()), NOT_BEARER),
+        (Some("Bearer ".to_string()), NOT_BEARER),
     ];
     for (method, path) in &every {
-        for authorization in &refused {
+        for (authorization, why) in &refused {
             let mut request = gw
                 .admin_http
                 .request(method.clone(), format!("{}{path}", gw.admin));
@@ -342,7 +364,7 @@ async fn requests_without_a_valid_token_are_refused_and_read_tokens_cannot_chang
                 request = request.json(&json!({"all": true}));
             }
             let reply = send(request).await;
-            assert_problem(&reply, 401, "unauthorized", "");
+            assert_problem(&reply, 401, "unauthorized", why);
             assert_eq!(
                 reply.header("www-authenticate"),
                 Some("Bearer realm=\"hookgate-admin\""),
@@ -352,7 +374,7 @@ async fn requests_without_a_valid_token_are_refused_and_read_tokens_cannot_chang
     }
     // Authentication comes before validation: a stranger learns nothing from a bad query.
     let reply = send(gw.admin_http.get(format!("{}/v1/events?limit=0", gw.admin))).await;
-    reply.assert_problem(401, "unauthorized");
+    assert_problem(&reply, 401, "unauthorized", NO_HEADER);
 
     for path in &reads {
         let reply = gw.admin_get(path, VIEWER).await;
@@ -450,7 +472,6 @@ async fn events_are_listed_newest_first_by_source_status_and_time_across_pages()
     let fresh_at = Utc::now() - TimeDelta::minutes(30);
     add("github", 99, fresh_at, "pending").await;
     let fresh = rows.last().unwrap().id;
-    assert_eq!(rows.len(), 58);
 
     // Without a limit: the newest 50, and a cursor to the rest.
     let first = gw.admin_get("/v1/events", VIEWER).await;
@@ -993,12 +1014,6 @@ async fn a_bulk_replay_of_thousands_runs_as_an_operation_and_replays_only_its_se
             3_000,
         ),
         (
-            "SELECT count(*) FROM deliveries d JOIN events e ON e.id = d.event_id
-             WHERE e.source = 'github' AND d.state = 'pending' AND d.reason = 'replayed'
-               AND d.max_attempts = 7",
-            3_000,
-        ),
-        (
             "SELECT count(*) FROM events WHERE source = 'github' AND status = 'pending'",
             3_000,
         ),
@@ -1018,7 +1033,11 @@ async fn a_bulk_replay_of_thousands_runs_as_an_operation_and_replays_only_its_se
     ] {
         assert_eq!(env.count(sql).await, expected, "{sql}");
     }
-    assert_eq!(SEEDED_ATTEMPTS + BUDGET, 7);
+    assert_eq!(
+        with_fresh_budget(&env, "github").await,
+        3_000,
+        "each replayed delivery may make BUDGET more attempts"
+    );
     assert_eq!(env.stream_len("github").await, 3_000);
     assert_eq!(env.stream_len("gitlab").await, 0);
     assert_eq!(listed(&gw, "/v1/dead-letters?source=github").await, NONE);
@@ -1250,7 +1269,12 @@ async fn bad_requests_get_a_problem_naming_what_is_wrong() {
             format!("/v1/operations/{malformed}"),
             format!("/v1/operations/{malformed}/result"),
         ] {
-            assert_problem(&get(&path).await, 400, "bad-path", "");
+            assert_problem(
+                &get(&path).await,
+                400,
+                "bad-path",
+                &format!("`{malformed}`"),
+            );
         }
         for (method, path) in [
             (Method::POST, format!("/v1/dead-letters/{malformed}/replay")),
@@ -1258,7 +1282,7 @@ async fn bad_requests_get_a_problem_naming_what_is_wrong() {
             (Method::DELETE, format!("/v1/operations/{malformed}")),
         ] {
             let reply = send(gw.admin_request(method, &path, ONCALL)).await;
-            assert_problem(&reply, 400, "bad-path", "");
+            assert_problem(&reply, 400, "bad-path", &format!("`{malformed}`"));
         }
     }
 
@@ -1300,9 +1324,14 @@ async fn bad_requests_get_a_problem_naming_what_is_wrong() {
     let not_json = bulk()
         .header("content-type", "application/json")
         .body("replay everything, please");
-    assert_problem(&send(not_json).await, 400, "bad-body", "");
+    assert_problem(&send(not_json).await, 400, "bad-body", "as JSON");
     let untyped = bulk().body(r#"{"all": true}"#);
-    assert_problem(&send(untyped).await, 415, "bad-body", "");
+    assert_problem(
+        &send(untyped).await,
+        415,
+        "bad-body",
+        "Content-Type: application/json",
+    );
     assert_problem(
         &send(bulk().json(&json!({"sorce": "github"}))).await,
         422,
@@ -1313,14 +1342,19 @@ async fn bad_requests_get_a_problem_naming_what_is_wrong() {
         &send(bulk().json(&json!({"all": "yes"}))).await,
         422,
         "bad-body",
-        "",
+        "all: invalid type",
     );
 
     // Neither a route nor a method the API has.
     let reply = get("/v1/event").await;
     assert_problem(&reply, 404, "not-found", "no such admin route");
     let reply = send(gw.admin_request(Method::PUT, "/v1/events", ONCALL)).await;
-    assert_problem(&reply, 405, "method-not-allowed", "");
+    assert_problem(
+        &reply,
+        405,
+        "method-not-allowed",
+        "does not take that method",
+    );
 
     // None of it changed anything.
     assert_eq!(env.count("SELECT count(*) FROM operations").await, 0);
@@ -1514,11 +1548,7 @@ async fn a_bulk_replay_survives_the_death_of_its_process_and_is_resumed_elsewher
         assert_eq!(env.count(sql).await, 5_000, "{sql}");
     }
     // Replayed once each: a second replay would have raised the budget twice.
-    assert_eq!(
-        env.count("SELECT count(*) FROM deliveries WHERE max_attempts <> 7")
-            .await,
-        0
-    );
+    assert_eq!(with_fresh_budget(&env, "github").await, 5_000);
     rescuer.stop().await;
 }
 
