@@ -1365,9 +1365,10 @@ async fn bad_requests_get_a_problem_naming_what_is_wrong() {
     );
 }
 
-/// `/v1/openapi.json` names only routes the listener serves, and every route it serves.
+/// Every route `/v1/openapi.json` names is served by a running admin listener (the router's
+/// route table is held against the same document in src/admin/mod.rs: nothing else routes).
 #[tokio::test]
-async fn the_openapi_document_lists_exactly_the_routes_served() {
+async fn every_route_the_openapi_document_lists_is_served() {
     let env = TestEnv::new().await;
     let gw = seeded_gateway(&env).await;
     let reply = gw.admin_get("/v1/openapi.json", VIEWER).await;
@@ -1407,12 +1408,10 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     const METHODS: [&str; 8] = [
         "get", "put", "post", "delete", "patch", "head", "options", "trace",
     ];
-    let mut documented = Vec::new();
     for (path, item) in paths {
         let full = format!("{prefix}{path}");
         let concrete = generic(&full).replace("{}", &Uuid::new_v4().to_string());
         for method in METHODS.iter().filter(|m| item.get(**m).is_some()) {
-            documented.push((generic(&full), method.to_string()));
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let mut request = gw.admin_request(method.clone(), &concrete, ONCALL);
             if method == Method::POST {
@@ -1429,25 +1428,6 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
                     .is_some_and(|d| d.starts_with("no such admin route"));
             assert!(!fallback, "{method} {full} is documented: {reply:?}");
         }
-    }
-    for (path, method) in [
-        ("/metrics", "get"),
-        ("/v1/openapi.json", "get"),
-        ("/v1/events", "get"),
-        ("/v1/events/{}", "get"),
-        ("/v1/dead-letters", "get"),
-        ("/v1/dead-letters/replay", "post"),
-        ("/v1/dead-letters/{}", "get"),
-        ("/v1/dead-letters/{}", "delete"),
-        ("/v1/dead-letters/{}/replay", "post"),
-        ("/v1/operations/{}", "get"),
-        ("/v1/operations/{}", "delete"),
-        ("/v1/operations/{}/result", "get"),
-    ] {
-        assert!(
-            documented.contains(&(path.to_string(), method.to_string())),
-            "{method} {path} is served but not documented in {documented:?}"
-        );
     }
 }
 
