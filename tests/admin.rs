@@ -4,11 +4,14 @@
 mod common;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use common::proxy::Proxy;
 use common::sink::{Answer, Sink};
 use common::{Reply, Running, TestEnv, seed, sign};
 use hookgate::app::{Gateway, Roles};
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -571,6 +574,61 @@ async fn events_are_listed_newest_first_by_source_status_and_time_across_pages()
     assert_eq!(walk(&gw, &path, 2).await.0, expected);
 }
 
+/// Keyset pages: webhooks arriving between pages push nothing that existed at the first page
+/// off a later page or onto it twice.
+#[tokio::test]
+async fn events_listed_page_by_page_while_new_ones_arrive_show_each_earlier_one_once() {
+    let env = TestEnv::new().await;
+    let gw = seeded_gateway(&env).await;
+    for n in 0..30 {
+        receive(
+            &gw,
+            &format!("before-{n}"),
+            format!("{{\"n\":{n}}}").as_bytes(),
+        )
+        .await;
+    }
+    // Equal times, which only the id orders.
+    for n in 0..10 {
+        seed::event(
+            &env.db,
+            "github",
+            &format!("tied-{n}"),
+            "2026-01-01T00:00:00Z",
+            "pending",
+        )
+        .await;
+    }
+    let existing: HashSet<Uuid> = sqlx::query_scalar("SELECT id FROM events")
+        .fetch_all(&env.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+
+    let mut listed = Vec::new();
+    let mut arrived = 0;
+    let mut path = "/v1/events?limit=7".to_string();
+    loop {
+        let page = gw.admin_get(&path, VIEWER).await;
+        assert_eq!(page.status, 200, "{page:?}");
+        listed.extend(item_ids(&page));
+        for _ in 0..3 {
+            receive(&gw, &format!("during-{arrived}"), b"{}").await;
+            arrived += 1;
+        }
+        match page.json["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/events?limit=7&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let unique: HashSet<Uuid> = listed.iter().copied().collect();
+    assert_eq!(unique.len(), listed.len(), "an event was listed twice");
+    let gaps: Vec<&Uuid> = existing.difference(&unique).collect();
+    assert!(gaps.is_empty(), "never listed: {gaps:?}");
+    assert!(arrived >= 3 * 6, "{arrived} arrived while paging");
+}
+
 #[tokio::test]
 async fn dead_letters_are_listed_newest_first_by_source_destination_and_time_across_pages() {
     let env = TestEnv::new().await;
@@ -1064,6 +1122,110 @@ async fn a_bulk_replay_of_thousands_runs_as_an_operation_and_replays_only_its_se
         3_000,
         "nothing replayed twice"
     );
+}
+
+/// Postgres goes away under a process that runs the admin API alone: reads and writes answer
+/// `503 store-unavailable` with `Retry-After`, and the API answers again once it is back.
+#[tokio::test]
+async fn the_admin_api_answers_503_while_postgres_is_away() {
+    let env = TestEnv::new().await;
+    let mut url = reqwest::Url::parse(&common::base_database_url()).unwrap();
+    let host = url.host_str().unwrap().to_string();
+    let postgres = (host.as_str(), url.port().unwrap_or(5432))
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(postgres).await;
+    url.set_ip_host(proxy.addr.ip()).unwrap();
+    url.set_port(Some(proxy.addr.port())).unwrap();
+    let database_url = common::url_with_schema(url.as_str(), &env.schema);
+    let config = env.config_with(&database_url, &common::redis_url(), &seeded_sources());
+    let admin_only = Roles {
+        receiver: false,
+        worker: false,
+    };
+    let gateway = Gateway::start(config, admin_only).await.unwrap();
+    assert_eq!(gateway.public_addr, None);
+    let letter = seed::dead_letter(&env.db, "github", "ci", "2026-01-01T09:00:00Z").await;
+    let http = reqwest::Client::new();
+    let call = async |method: Method, path: &str| {
+        let url = format!("http://{}{path}", gateway.admin_addr);
+        send(http.request(method, url).bearer_auth(ONCALL)).await
+    };
+    let shown = format!("/v1/dead-letters/{letter}");
+    assert_eq!(call(Method::GET, &shown).await.status, 200);
+
+    proxy.cut();
+    for (method, path) in [
+        (Method::GET, "/v1/events".to_string()),
+        (Method::GET, "/v1/dead-letters".to_string()),
+        (Method::GET, shown.clone()),
+        (Method::POST, format!("{shown}/replay")),
+    ] {
+        let reply = call(method.clone(), &path).await;
+        assert_problem(&reply, 503, "store-unavailable", "try again");
+        assert_eq!(reply.retry_after.as_deref(), Some("5"), "{method} {path}");
+    }
+
+    proxy.restore().await;
+    let back = call(Method::GET, &shown).await;
+    assert_eq!(back.status, 200, "{back:?}");
+    assert_eq!(
+        back.json["replayed_at"],
+        Value::Null,
+        "the refused replay changed nothing"
+    );
+    gateway.shutdown_token().cancel();
+    gateway.wait().await.unwrap();
+}
+
+/// Credentials a client or proxy adds are stored as `[redacted]`, and the admin API shows
+/// them so; the other headers come back as sent.
+#[tokio::test]
+async fn stored_headers_shown_by_the_admin_api_have_credentials_redacted() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    sink.set_default(Answer::status(500));
+    let gw = env.start(&delivering_to(&sink, 1, "100ms")).await;
+    let body = br#"{"action":"opened"}"#;
+    let mut headers = sign::github(SECRET, "d-credentials", body);
+    for (name, value) in [
+        ("Authorization", "Bearer authorization-secret"),
+        ("Proxy-Authorization", "Basic cHJveHk6c2VjcmV0"),
+        ("Cookie", "session=cookie-secret"),
+        ("X-Team", "builds"),
+    ] {
+        headers.push((name.to_string(), value.to_string()));
+    }
+    let reply = gw.post("github", &headers, body).await;
+    assert_eq!(reply.json["status"], "accepted", "{reply:?}");
+    let listing = poll(&gw, "/v1/dead-letters", |r| {
+        r.json["items"].as_array().is_some_and(|i| !i.is_empty())
+    })
+    .await;
+    let letter = item_ids(&listing)[0];
+    let shown = gw
+        .admin_get(&format!("/v1/dead-letters/{letter}"), VIEWER)
+        .await;
+    assert_eq!(shown.status, 200, "{shown:?}");
+    let stored = shown.json["headers"].as_array().unwrap();
+    for expected in [
+        json!(["authorization", "[redacted]"]),
+        json!(["proxy-authorization", "[redacted]"]),
+        json!(["cookie", "[redacted]"]),
+        json!(["x-team", "builds"]),
+        json!(["x-github-delivery", "d-credentials"]),
+    ] {
+        assert!(
+            stored.contains(&expected),
+            "{expected} missing from {stored:?}"
+        );
+    }
+    let text = shown.json.to_string();
+    for secret in ["authorization-secret", "cHJveHk6c2VjcmV0", "cookie-secret"] {
+        assert!(!text.contains(secret), "{secret} shown: {text}");
+    }
 }
 
 /// `matched` is what the filter selected when the operation started: dead letters that arrive
