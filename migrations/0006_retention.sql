@@ -7,6 +7,5 @@ ALTER TABLE dead_letters
     ADD CONSTRAINT dead_letters_event_id_fkey
         FOREIGN KEY (event_id) REFERENCES events (id) ON DELETE RESTRICT;
 
--- What a retention pass walks: a source's events, oldest first, each source up to its own
--- retention (the admin API's events_received mixes sources kept for different times).
-CREATE INDEX events_source_received ON events (source, received_at, id);
+-- A retention pass walks a source's events oldest first through events_source_received (0005),
+-- read backwards.
