@@ -5,13 +5,12 @@ use crate::admin::Admin;
 use crate::config::Config;
 use crate::operations::Runner;
 use crate::queue::stream::Streams;
-use crate::receiver::{self, Batcher, Receiver};
+use crate::receiver::{self, Batcher, IngestBudget, Receiver};
 use crate::replay::Replayer;
 use crate::store::Store;
 use crate::worker::Worker;
-use crate::{admin, telemetry};
+use crate::{admin, edge, telemetry};
 use anyhow::Context;
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,8 +53,10 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Migrates the database, binds the listeners and starts the roles' tasks.
+    /// Checks that the connection cap fits the open-file limit, migrates the database, binds
+    /// the listeners and starts the roles' tasks.
     pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Self> {
+        let public_connections = edge::connection_cap(&config, roles.receiver)?;
         let metrics = telemetry::metrics();
         let store = Store::connect_lazy(&config.database_url, config.database_pool_size)?;
         let worker_store =
@@ -100,20 +101,30 @@ impl Gateway {
                 shutdown.clone(),
             )
         });
+        let timeouts = edge::Timeouts::from(&config.edge);
         let public = public.map(|listener| {
             let receiver = Arc::new(Receiver {
-                batcher: Batcher::spawn(store.clone(), streams.clone()),
+                batcher: Batcher::spawn(store.clone(), streams.clone(), config.edge.ingest_queue),
+                budget: IngestBudget::new(config.edge.ingest_memory),
                 config: config.clone(),
                 store,
                 streams,
             });
-            axum::serve(listener, telemetry::traced(receiver::router(receiver)))
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .into_future()
+            edge::serve(
+                listener,
+                telemetry::traced(receiver::router(receiver)),
+                timeouts,
+                public_connections,
+                shutdown.clone(),
+            )
         });
-        let admin = axum::serve(admin, telemetry::traced(admin::router(admin_api)))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future();
+        let admin = edge::serve(
+            admin,
+            telemetry::traced(admin::router(admin_api)),
+            timeouts,
+            edge::ADMIN_CONNECTIONS,
+            shutdown.clone(),
+        );
         let upkeep = tokio::spawn(metrics_upkeep(metrics, shutdown.clone()));
         let deadline = {
             let shutdown = shutdown.clone();
@@ -125,12 +136,14 @@ impl Gateway {
         let task = tokio::spawn(async move {
             let servers = async {
                 match public {
-                    Some(public) => tokio::try_join!(public, admin).map(|_| ()),
+                    Some(public) => {
+                        tokio::join!(public, admin);
+                    }
                     None => admin.await,
                 }
             };
             tokio::select! {
-                served = servers => served?,
+                () = servers => {},
                 () = deadline => tracing::warn!("requests still in flight after {DRAIN_DEADLINE:?}; exiting anyway"),
             }
             if let Some(worker) = worker {

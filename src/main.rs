@@ -3,6 +3,7 @@ use hookgate::app::{Gateway, Roles};
 use hookgate::cli::dlq::DlqCommand;
 use hookgate::cli::events::EventsCommand;
 use hookgate::config::{Config, Target};
+use hookgate::redact;
 use hookgate::store::Store;
 use hookgate::telemetry::{self, LogFormat};
 use std::path::PathBuf;
@@ -49,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Delete what retention no longer keeps, now (`run`), or show what would go (`--dry-run`).
+    Retention {
+        #[command(subcommand)]
+        command: hookgate::cli::retention::RetentionCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +93,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Events { command } => {
                 return hookgate::cli::events::run(&config, command).await;
             }
+            Command::Retention { command } => {
+                return hookgate::cli::retention::run(&config, command).await;
+            }
             Command::CheckConfig => unreachable!("handled before the runtime starts"),
         };
         let gateway = Gateway::start(config, roles).await?;
@@ -110,7 +119,7 @@ fn print_summary(path: &std::path::Path, config: &Config) {
             .destinations
             .iter()
             .map(|d| match &d.target {
-                Target::Http { url, .. } => format!("{} -> {url}", d.name),
+                Target::Http { url, .. } => format!("{} -> {}", d.name, redact::url(url)),
                 Target::Stream { key } => format!("{} -> stream {key}", d.name),
             })
             .collect();

@@ -54,10 +54,11 @@ impl Runner {
         }
     }
 
-    /// Whether open dead letters remain in the operation's selection. On error, assumes none:
-    /// the operation then ends as it would have before this check.
+    /// Whether open dead letters a replay could revive remain in the operation's selection
+    /// (those it cannot deliver stay open, counted as failed). On error, assumes none: the
+    /// operation then ends as it would have before this check.
     async fn left_behind(&self, operation: &Operation) -> bool {
-        match self.store.count_dead_letters(&operation.selection()).await {
+        match self.replayer.replayable(&operation.selection()).await {
             Ok(open) => open > 0,
             Err(error) => {
                 tracing::warn!(%error, operation = %operation.id, "cannot check for dead letters left behind");

@@ -5,8 +5,8 @@ use crate::config::Config;
 use crate::queue::stream::Streams;
 use crate::store::dead_letters::{Cursor, DeadLetterFilter, ReplayBatch};
 use crate::store::operations::Operation;
+use crate::store::routes::Routes;
 use crate::store::{Store, StoreError};
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -14,8 +14,9 @@ use uuid::Uuid;
 pub struct Replayer {
     store: Store,
     streams: Streams,
-    /// Each source's configured `retry.max_attempts`: the fresh budget a replay grants.
-    budgets: HashMap<String, u32>,
+    /// Where a replayed delivery can go, and the fresh budget it gets: a dead letter whose
+    /// source or destination is no longer configured is not replayed.
+    routes: Routes,
     /// The last Redis error and when it happened. For a while after one, enqueueing is left
     /// to the scheduler (which enqueues every due pending delivery anyway) instead of waiting
     /// on Redis batch after batch; then Redis is tried again.
@@ -35,22 +36,17 @@ pub struct Replayed {
 
 impl Replayer {
     pub fn new(config: &Config, store: Store, streams: Streams) -> Self {
-        let budgets = config
-            .sources
-            .iter()
-            .map(|s| (s.name.clone(), s.retry.max_attempts))
-            .collect();
         Self {
             store,
             streams,
-            budgets,
+            routes: Routes::new(config),
             queue_error: Mutex::default(),
         }
     }
 
     /// Replays those of `ids` (at most one batch) still open.
     pub async fn ids(&self, ids: &[Uuid]) -> Result<Replayed, StoreError> {
-        let batch = self.store.replay_dead_letters(ids, &self.budgets).await?;
+        let batch = self.store.replay_dead_letters(ids, &self.routes).await?;
         Ok(self.enqueue(batch).await)
     }
 
@@ -62,7 +58,7 @@ impl Replayer {
     ) -> Result<Replayed, StoreError> {
         let batch = self
             .store
-            .replay_dead_letters_matching(filter, after, &self.budgets)
+            .replay_dead_letters_matching(filter, after, &self.routes)
             .await?;
         Ok(self.enqueue(batch).await)
     }
@@ -77,12 +73,21 @@ impl Replayer {
     ) -> Result<Option<Replayed>, StoreError> {
         let batch = self
             .store
-            .replay_operation_batch(operation, after, &self.budgets, lease)
+            .replay_operation_batch(operation, after, &self.routes, lease)
             .await?;
         Ok(match batch {
             Some(batch) => Some(self.enqueue(batch).await),
             None => None,
         })
+    }
+
+    pub fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
+    /// How many open dead letters `filter` matches that a replay would revive.
+    pub async fn replayable(&self, filter: &DeadLetterFilter) -> Result<i64, StoreError> {
+        self.store.count_replayable(filter, &self.routes).await
     }
 
     /// The last Redis error, if any.

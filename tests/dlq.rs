@@ -445,32 +445,33 @@ async fn replaying_one_dead_letter_revives_its_delivery_and_queues_its_event() {
     assert_eq!(listed(out.assert_ok()), vec![other]);
 }
 
+/// A dead letter of a source no longer configured could only be revived for nobody: naming
+/// it fails and replays nothing; `--all` replays the rest and fails, counting what it skipped.
 #[tokio::test]
-async fn replaying_for_a_source_no_longer_configured_reuses_the_previous_budget() {
+async fn replaying_for_a_source_no_longer_configured_fails_and_revives_nothing() {
     let cli = Cli::new().await;
-    let id = seed::dead_letter(&cli.env.db, "gitlab", "ci", "2026-01-01T09:00:00Z").await;
-    let previous: i32 = sqlx::query_scalar(
-        "SELECT d.max_attempts FROM deliveries d JOIN dead_letters l ON l.event_id = d.event_id
-         WHERE l.id = $1",
-    )
-    .bind(id)
-    .fetch_one(&cli.env.db)
-    .await
-    .unwrap();
-    assert_ne!(
-        previous, MAX_ATTEMPTS,
-        "the budgets must differ to tell which is used"
-    );
+    let gone = seed::dead_letter(&cli.env.db, "gitlab", "ci", "2026-01-01T09:00:00Z").await;
+    let open = seed::dead_letter(&cli.env.db, "github", "ci", "2026-01-01T10:00:00Z").await;
 
-    let out = cli.dlq(&["replay", "--json", &id.to_string()]).await;
-    let json = out.assert_ok().json();
-    assert_eq!(json["replayed"], 1);
-    assert_eq!(json["ids"], serde_json::json!([id.to_string()]));
+    cli.dlq(&["replay", &open.to_string(), &gone.to_string()])
+        .await
+        .assert_fails_with(&format!(
+            "dead letter {gone} cannot be replayed: destination gitlab/ci is no longer configured"
+        ));
+    assert!(cli.replayed_at(open).await.is_none(), "nothing replayed");
+
+    let out = cli
+        .dlq(&["replay", "--all", "--until", "1h", "--json"])
+        .await;
+    out.assert_fails_with("1 dead letter(s) not replayed");
+    assert_eq!(out.json()["replayed"], 1);
+    assert!(cli.replayed_at(open).await.is_some());
+    assert!(cli.replayed_at(gone).await.is_none());
     assert_eq!(
-        cli.delivery(id).await,
-        ("pending".to_string(), "replayed".to_string(), previous)
+        cli.delivery(gone).await,
+        ("dead".to_string(), "received".to_string(), 3)
     );
-    assert_eq!(cli.env.stream_len("gitlab").await, 1);
+    assert_eq!(cli.env.stream_len("gitlab").await, 0);
 }
 
 #[tokio::test]

@@ -1,14 +1,12 @@
-//! Postgres or Redis going away, simulated by cutting a proxy owned by the test.
+//! Postgres or Redis going away, simulated by cutting or freezing a proxy owned by the test.
 
 mod common;
 
-use common::proxy::Proxy;
+use common::delivery::{self, assert_nothing_redelivered, fast_worker, http_destination};
+use common::proxy::{Proxy, postgres_addr, postgres_via, redis_addr};
 use common::sink::Sink;
 use common::{Running, TestEnv, redis_url, sign};
 use hookgate::app::{Gateway, Roles};
-use sqlx::postgres::PgConnectOptions;
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::str::FromStr;
 
 const SOURCE: &str = r#"
     [[sources]]
@@ -19,40 +17,6 @@ const SOURCE: &str = r#"
 
 fn webhook(delivery: &str) -> Vec<(String, String)> {
     sign::github("s3cret", delivery, b"{}")
-}
-
-fn resolve(host: &str, port: u16) -> SocketAddr {
-    (host, port).to_socket_addrs().unwrap().next().unwrap()
-}
-
-/// The test schema's Postgres URL, pointed at `proxy` instead of the server.
-fn postgres_via(env: &TestEnv, proxy: &Proxy) -> String {
-    let options = PgConnectOptions::from_str(&env.database_url).unwrap();
-    let database = options.get_database().unwrap_or("postgres");
-    common::url_with_schema(
-        &format!(
-            "postgres://{}@{}/{database}",
-            options.get_username(),
-            proxy.addr
-        ),
-        &env.schema,
-    )
-}
-
-fn postgres_addr(env: &TestEnv) -> SocketAddr {
-    let options = PgConnectOptions::from_str(&env.database_url).unwrap();
-    resolve(options.get_host(), options.get_port())
-}
-
-fn redis_addr() -> SocketAddr {
-    let info = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection_info()
-        .clone();
-    match info.addr() {
-        redis::ConnectionAddr::Tcp(host, port) => resolve(host, *port),
-        other => panic!("tests need Redis over TCP, got {other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -232,15 +196,8 @@ async fn a_postgres_outage_under_the_worker_delays_deliveries_and_loses_none() {
 
     proxy.restore().await;
     sink.wait_for(5, std::time::Duration::from_secs(20)).await;
-    let started = std::time::Instant::now();
-    while env
-        .count("SELECT count(*) FROM events WHERE status = 'delivered'")
-        .await
-        < 5
-    {
-        assert!(started.elapsed() < std::time::Duration::from_secs(20));
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    env.wait_for_count("SELECT count(*) FROM events WHERE status = 'delivered'", 5)
+        .await;
     let mut ids: Vec<String> = sink
         .received()
         .iter()
@@ -249,6 +206,75 @@ async fn a_postgres_outage_under_the_worker_delays_deliveries_and_loses_none() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 5);
+    worker.shutdown_token().cancel();
+    worker.wait().await.unwrap();
+}
+
+/// Postgres hangs in the middle of an insert: the statement reached it, and no answer comes
+/// back. (Freezing the link before the webhook would not get that far: the pool checks a
+/// connection before handing it out, and gives up on that sooner.) So the insert is made to
+/// wait inside Postgres for a rival transaction of the test's, the link is frozen, and the
+/// rival gives way: the commit lands while the receiver hears nothing. The provider gets 503
+/// once the insert timeout passes, its retry after the thaw is a duplicate, and the event,
+/// which ingest never enqueued, is delivered once by the scheduler.
+#[tokio::test]
+async fn a_hung_postgres_answers_503_after_the_insert_timeout_and_the_retry_is_a_duplicate() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    let proxy = Proxy::start(postgres_addr(&env)).await;
+    let sources = delivery::config(
+        "github",
+        &fast_worker(),
+        3,
+        &http_destination("billing", &sink, "4s"),
+    );
+    let receiver = Running::start_with_roles(
+        env.config_with(&postgres_via(&env, &proxy), &redis_url(), &sources),
+        Roles::RECEIVER,
+    )
+    .await;
+    let worker = Gateway::start(env.config(&sources), Roles::WORKER)
+        .await
+        .unwrap();
+
+    // The same event, inserted and not committed: the receiver's insert waits for it once it
+    // executes (a table lock would stop it earlier, while it is prepared, and nothing would
+    // be left to commit).
+    let mut rival = env.db.begin().await.unwrap();
+    common::seed::event(&mut *rival, "github", "hung", "now", "pending").await;
+    let hang = async {
+        env.wait_for_count(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO events%'
+               AND application_name = current_setting('application_name')",
+            1,
+        )
+        .await;
+        proxy.freeze();
+        rival.rollback().await.unwrap();
+        env.wait_for_count("SELECT count(*) FROM events", 1).await;
+    };
+    let headers = webhook("hung");
+    let (reply, ()) = tokio::join!(receiver.post("github", &headers, b"{}"), hang);
+    reply.assert_problem(503, "unavailable");
+    assert_eq!(reply.retry_after.as_deref(), Some("5"));
+
+    proxy.thaw();
+    let retry = receiver.post("github", &headers, b"{}").await;
+    assert_eq!(retry.json["status"], "duplicate", "{retry:?}");
+    assert_eq!(env.count("SELECT count(*) FROM events").await, 1);
+    env.wait_for_count("SELECT count(*) FROM events WHERE status = 'delivered'", 1)
+        .await;
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM events")
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(retry.json["id"], id.to_string());
+    assert_nothing_redelivered(&env, "github", &sink, 1).await;
+    assert_eq!(
+        sink.received()[0].header("webhook-id"),
+        format!("{id}_billing")
+    );
     worker.shutdown_token().cancel();
     worker.wait().await.unwrap();
 }

@@ -116,9 +116,10 @@ pub async fn replay(
     let event_id = letter.event_id;
     let replayed = admin.replayer.ids(&[id]).await?;
     if replayed.batch.replayed.is_empty() {
-        // Checked open a moment ago: since then it was deleted (404), replayed (409), or is
-        // held by a replay still in flight (409).
-        admin.store.check_dead_letters(&[id], true).await?;
+        // Checked open a moment ago: it cannot be delivered (409), or since then it was
+        // deleted (404), replayed (409), or is held by a replay still in flight (409).
+        let routes = admin.replayer.routes();
+        admin.store.check_dead_letters(&[id], Some(routes)).await?;
         return Err(ApiError::Conflict(format!(
             "dead letter {id} is being replayed by another request"
         )));

@@ -45,7 +45,9 @@ impl From<DeadLetterError> for ApiError {
     fn from(error: DeadLetterError) -> Self {
         match error {
             DeadLetterError::NotFound(_) => Self::NotFound(error.to_string()),
-            DeadLetterError::AlreadyReplayed { .. } => Self::Conflict(error.to_string()),
+            DeadLetterError::AlreadyReplayed { .. } | DeadLetterError::Unroutable { .. } => {
+                Self::Conflict(error.to_string())
+            }
             DeadLetterError::Store(error) => Self::Store(error),
         }
     }

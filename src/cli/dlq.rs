@@ -99,6 +99,8 @@ pub enum DlqError {
          or narrow it with --source, --destination, --since or --until"
     )]
     PurgeEverythingUnconfirmed,
+    #[error("{0} dead letter(s) not replayed: their source or destination is no longer configured")]
+    Unroutable(usize),
 }
 
 pub async fn run(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
@@ -349,9 +351,12 @@ async fn replay(config: &Config, store: &Store, target: Target, json: bool) -> a
     let mut tally = Tally::default();
     let mut without_dead_delivery = 0;
     let mut skipped = 0;
+    let mut unroutable = 0;
     match target {
         Target::Ids(ids) => {
-            store.check_dead_letters(&ids, true).await?;
+            store
+                .check_dead_letters(&ids, Some(replayer.routes()))
+                .await?;
             for chunk in ids.chunks(BATCH) {
                 let replayed = replayer.ids(chunk).await?;
                 not_enqueued += replayed.not_enqueued;
@@ -371,6 +376,7 @@ async fn replay(config: &Config, store: &Store, target: Target, json: bool) -> a
                 not_enqueued += replayed.not_enqueued;
                 let batch = replayed.batch;
                 without_dead_delivery += batch.without_dead_delivery;
+                unroutable += batch.unroutable.len();
                 tally.add(&batch.replayed);
                 match batch.next {
                     Some(next) => after = Some(next),
@@ -396,17 +402,21 @@ async fn replay(config: &Config, store: &Store, target: Target, json: bool) -> a
         );
     }
     if json {
-        return tally.print_json("replayed");
+        tally.print_json("replayed")?;
+    } else {
+        println!("replayed {} dead letter(s)", tally.count);
     }
-    println!("replayed {} dead letter(s)", tally.count);
-    Ok(())
+    match unroutable {
+        0 => Ok(()),
+        n => Err(DlqError::Unroutable(n).into()),
+    }
 }
 
 async fn purge(store: &Store, target: Target, json: bool) -> anyhow::Result<()> {
     let mut tally = Tally::default();
     match target {
         Target::Ids(ids) => {
-            store.check_dead_letters(&ids, false).await?;
+            store.check_dead_letters(&ids, None).await?;
             for chunk in ids.chunks(BATCH) {
                 tally.add(&store.purge_dead_letters(chunk).await?);
             }

@@ -3,3 +3,4 @@
 pub mod args;
 pub mod dlq;
 pub mod events;
+pub mod retention;

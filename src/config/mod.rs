@@ -3,12 +3,16 @@
 
 mod admin;
 mod delivery;
+mod edge;
 mod interpolate;
+mod retention;
 mod source;
 mod units;
 
 pub use admin::{AdminToken, Scope};
 pub use delivery::{Destination, RetryPolicy, Target, WorkerConfig};
+pub use edge::{DEFAULT_MAX_CONNECTIONS, EdgeConfig};
+pub use retention::Retention;
 pub use source::{Provider, Source};
 
 use serde::Deserialize;
@@ -31,6 +35,7 @@ pub struct Config {
     /// First part of every Redis key, so deployments (and tests) can share one Redis.
     pub stream_prefix: String,
     pub worker: WorkerConfig,
+    pub edge: EdgeConfig,
     /// Bearer tokens for the admin API.
     pub admin_tokens: Vec<AdminToken>,
     /// Whether `/metrics` needs a token with the read scope (default: open, like most
@@ -38,6 +43,8 @@ pub struct Config {
     pub metrics_need_token: bool,
     /// Where dead-letter alerts are POSTed, besides the log and the metric.
     pub alert_webhook_url: Option<String>,
+    /// How long settled events and dead letters are kept.
+    pub retention: Retention,
     pub sources: Vec<Source>,
 }
 
@@ -65,11 +72,15 @@ struct RawConfig {
     stream_prefix: Option<String>,
     retry: Option<delivery::RawRetry>,
     worker: Option<delivery::RawWorker>,
+    edge: Option<edge::RawEdge>,
     #[serde(default)]
     admin_tokens: Vec<admin::RawAdminToken>,
     #[serde(default)]
     metrics_need_token: bool,
     alert_webhook_url: Option<String>,
+    retention: Option<String>,
+    dead_letter_retention: Option<String>,
+    retention_interval: Option<String>,
     #[serde(default)]
     sources: Vec<source::RawSource>,
 }
@@ -196,6 +207,12 @@ impl RawConfig {
         }
         let retry = self.retry.unwrap_or_default();
         retry.validate("retry", problems);
+        let retention = Retention::validate(
+            self.retention.as_deref(),
+            self.dead_letter_retention.as_deref(),
+            self.retention_interval.as_deref(),
+            problems,
+        );
         let mut names = HashSet::new();
         let mut sources = Vec::new();
         for (i, raw) in self.sources.into_iter().enumerate() {
@@ -209,6 +226,14 @@ impl RawConfig {
                 sources.push(source);
             }
         }
+        let largest_body = sources
+            .iter()
+            .max_by_key(|s| s.max_body)
+            .map(|s| (s.name.as_str(), s.max_body));
+        let edge = self
+            .edge
+            .unwrap_or_default()
+            .validate(largest_body, problems);
         Some(Config {
             listen: listen?,
             admin_listen: admin_listen?,
@@ -217,9 +242,11 @@ impl RawConfig {
             redis_url: redis_url?,
             stream_prefix,
             worker,
+            edge,
             admin_tokens,
             metrics_need_token: self.metrics_need_token,
             alert_webhook_url: self.alert_webhook_url,
+            retention,
             sources,
         })
     }

@@ -89,6 +89,8 @@ pub struct Source {
     pub retry: RetryPolicy,
     /// Open dead letters at which an alert fires.
     pub dead_letter_alert: Option<u64>,
+    /// How long its settled events are kept, when not the global `retention`.
+    pub retention: Option<Duration>,
 }
 
 impl Source {
@@ -108,6 +110,7 @@ impl std::fmt::Debug for Source {
             .field("destinations", &self.destinations)
             .field("retry", &self.retry)
             .field("dead_letter_alert", &self.dead_letter_alert)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +136,7 @@ pub(super) struct RawSource {
     destinations: Vec<RawDestination>,
     retry: Option<RawRetry>,
     dead_letter_alert: Option<u64>,
+    retention: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -236,6 +240,9 @@ impl RawSource {
         if self.dead_letter_alert == Some(0) {
             p.add("dead_letter_alert: must be at least 1 (leave it out for no alert)");
         }
+        let retention_key = format!("{key}.retention");
+        let retention = (self.retention.as_deref())
+            .and_then(|text| p.take(super::retention::period(&retention_key, text)));
         let event_id = self.event_id_rule(provider, &mut p);
         self.check_preset_keys(provider, &mut p);
         let generic = match provider {
@@ -259,6 +266,7 @@ impl RawSource {
             destinations,
             retry,
             dead_letter_alert: self.dead_letter_alert,
+            retention,
         })
     }
 

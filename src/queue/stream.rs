@@ -20,7 +20,9 @@ impl Streams {
     /// Connects lazily and reconnects on its own, so the receiver starts and keeps accepting
     /// (into Postgres) while Redis is away.
     pub fn new(url: &str, prefix: &str) -> Result<Self, QueueError> {
-        let client = redis::Client::open(url)?;
+        // The client's TCP settings turn a connection whose peer vanished into a dropped one,
+        // which the manager replaces; a response timeout alone does not make it reconnect.
+        let client = super::reader::client(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))

@@ -7,6 +7,7 @@
 //! in flight. An idle receiver therefore flushes each webhook at once (no added latency), and
 //! a loaded one forms batches as large as the load.
 
+use super::budget::Reservation;
 use crate::queue::stream::Streams;
 use crate::store::events::{Inserted, NewEvent};
 use crate::store::{Store, StoreError};
@@ -24,9 +25,6 @@ const FLUSHERS: usize = 4;
 const MAX_BATCH: usize = 128;
 /// Payload bytes per insert, at most (a batch always takes at least one webhook).
 const MAX_BATCH_BYTES: usize = 4 << 20;
-/// Webhooks waiting for a flusher, at most; beyond it requests are refused with 503: at
-/// ~4,000-10,000 webhooks/s that is about a second of work.
-const QUEUE: usize = 4096;
 /// Beyond this the provider gets 503 and retries; the insert may still commit, in which case
 /// the retry is answered "duplicate" and nothing is lost or doubled.
 const INSERT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,6 +53,9 @@ type Outcome = Result<Inserted, Unavailable>;
 struct Job {
     event: NewEvent,
     reply: oneshot::Sender<Outcome>,
+    /// The body's share of `edge.ingest_memory`, given back once the batch is stored, even
+    /// when the requester stopped waiting.
+    memory: Reservation,
 }
 
 #[derive(Clone)]
@@ -63,14 +64,9 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the flushers; they stop once every clone of the batcher is dropped and the
-    /// queue is drained.
-    pub fn spawn(store: Store, streams: Streams) -> Self {
-        Self::with_queue(store, streams, QUEUE)
-    }
-
-    /// [`Batcher::spawn`] with room for `queue` waiting webhooks.
-    pub fn with_queue(store: Store, streams: Streams, queue: usize) -> Self {
+    /// Starts the flushers, with room for `queue` waiting webhooks (`edge.ingest_queue`);
+    /// they stop once every clone of the batcher is dropped and the queue is drained.
+    pub fn spawn(store: Store, streams: Streams, queue: usize) -> Self {
         let (jobs, waiting) = mpsc::channel(queue);
         let waiting = Arc::new(Mutex::new(waiting));
         for _ in 0..FLUSHERS {
@@ -82,10 +78,14 @@ impl Batcher {
     /// Stores `event` (and, when new, enqueues it); answers once its batch is committed. A
     /// full queue is refused at once: the provider retries later, rather than holding a
     /// connection for seconds on a receiver that is already behind.
-    pub async fn ingest(&self, event: NewEvent) -> Outcome {
+    pub async fn ingest(&self, event: NewEvent, memory: Reservation) -> Outcome {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .try_send(Job { event, reply })
+            .try_send(Job {
+                event,
+                reply,
+                memory,
+            })
             .map_err(|error| match error {
                 TrySendError::Full(_) => Unavailable::Overloaded(self.jobs.max_capacity()),
                 TrySendError::Closed(_) => Unavailable::Closed,
@@ -123,11 +123,15 @@ async fn flush_loop(queue: Arc<Mutex<mpsc::Receiver<Job>>>, store: Store, stream
 
 async fn flush(store: &Store, streams: &Streams, batch: Vec<Job>) {
     metrics::histogram!("hookgate_ingest_batch_size").record(batch.len() as f64);
-    let (events, replies): (Vec<NewEvent>, Vec<_>) =
-        batch.into_iter().map(|j| (j.event, j.reply)).unzip();
+    let (events, replies): (Vec<NewEvent>, Vec<_>) = batch
+        .into_iter()
+        .map(|j| (j.event, (j.reply, j.memory)))
+        .unzip();
     let results = insert(store, &events).await;
     enqueue_new(streams, &events, &results).await;
-    for (reply, result) in replies.into_iter().zip(results) {
+    // The bodies are freed before their bytes go back to the budget.
+    drop(events);
+    for ((reply, _memory), result) in replies.into_iter().zip(results) {
         // A requester that gave up (timeout, disconnect) is answered "duplicate" on its retry.
         let _ = reply.send(result);
     }

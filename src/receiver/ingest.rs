@@ -1,6 +1,8 @@
-//! `POST /webhooks/{source}`: size limit -> verify -> event id -> insert -> XADD -> 200.
+//! `POST /webhooks/{source}`: size limit -> memory budget -> verify -> event id -> insert ->
+//! XADD -> 200.
 
 use super::batcher::Unavailable;
+use super::budget::{OverBudget, Reservation};
 use super::{Receiver, handshake, stored_headers};
 use crate::config::Source;
 use crate::event_id::EventIdError;
@@ -12,10 +14,13 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use serde::Serialize;
+use std::error::Error as _;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tower_http::timeout::TimeoutError;
 use uuid::Uuid;
 
 /// Seconds a provider is asked to wait after a 503.
@@ -29,6 +34,10 @@ pub enum IngestError {
     TooLarge { limit: usize },
     #[error("could not read the request body")]
     BodyRead,
+    #[error("the body did not arrive within {0:?} of the head")]
+    BodyTimeout(Duration),
+    #[error(transparent)]
+    OverBudget(#[from] OverBudget),
     #[error(transparent)]
     Unverified(#[from] VerifyError),
     #[error(transparent)]
@@ -44,6 +53,8 @@ impl IngestError {
             Self::UnknownSource(_) => "unknown_source",
             Self::TooLarge { .. } => "too_large",
             Self::BodyRead => "bad_request",
+            Self::BodyTimeout(_) => "body_timeout",
+            Self::OverBudget(_) | Self::Unavailable(Unavailable::Overloaded(_)) => "overloaded",
             Self::Unverified(_) => "unverified",
             Self::EventId(_) => "missing_event_id",
             Self::Unavailable(_) => "unavailable",
@@ -68,6 +79,12 @@ impl From<&IngestError> for Problem {
             IngestError::BodyRead => {
                 Problem::new(S::BAD_REQUEST, "bad-request", "Bad request", detail)
             }
+            IngestError::BodyTimeout(_) => Problem::new(
+                S::REQUEST_TIMEOUT,
+                "body-timeout",
+                "Request body timeout",
+                detail,
+            ),
             IngestError::Unverified(e) => {
                 let (slug, title) = match e {
                     VerifyError::MissingHeader(_) => {
@@ -87,6 +104,15 @@ impl From<&IngestError> for Problem {
             }
             IngestError::EventId(_) => {
                 Problem::new(S::BAD_REQUEST, "event-id", "No usable event id", detail)
+            }
+            IngestError::OverBudget(_) | IngestError::Unavailable(Unavailable::Overloaded(_)) => {
+                Problem::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "Overloaded",
+                    "the receiver holds as many webhooks as it may; nothing was accepted, retry later",
+                )
+                .retry_after(RETRY_AFTER_SECS)
             }
             // The cause is logged, not shown: it may name hosts and users of the database.
             IngestError::Unavailable(_) => Problem::new(
@@ -134,7 +160,7 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Handled, IngestError> {
-    let body = read_limited(headers, body, source.max_body).await?;
+    let (body, memory) = read_body(receiver, source, headers, body).await?;
     let verified = source.verifier.verify(headers, &body, unix_now())?;
     if let Some(answer) = handshake::answer(source.provider, &body) {
         return Ok(Handled::Handshake(answer.into_response()));
@@ -151,7 +177,7 @@ async fn handle(
     };
     // Answered once the event is committed and, when new, its XADD tried: from the commit
     // on the answer is 200 whatever Redis does.
-    let inserted = receiver.batcher.ingest(event).await?;
+    let inserted = receiver.batcher.ingest(event, memory).await?;
     tracing::info!(source = %source.name, %external_id, ?inserted, "webhook stored");
     Ok(Handled::Stored(inserted))
 }
@@ -176,10 +202,15 @@ fn reply(source: &str, result: Result<Handled, IngestError>) -> Response {
         ),
         Ok(Handled::Handshake(response)) => ("handshake", response),
         Err(error) => {
-            if let IngestError::Unavailable(cause) = &error {
-                tracing::error!(%cause, source, "webhook refused: store unavailable");
-            } else {
-                tracing::info!(%error, source, "webhook refused");
+            match &error {
+                IngestError::OverBudget(_)
+                | IngestError::Unavailable(Unavailable::Overloaded(_)) => {
+                    tracing::warn!(%error, source, "webhook refused: receiver overloaded");
+                }
+                IngestError::Unavailable(cause) => {
+                    tracing::error!(%cause, source, "webhook refused: store unavailable");
+                }
+                _ => tracing::info!(%error, source, "webhook refused"),
             }
             (error.outcome(), Problem::from(&error).into_response())
         }
@@ -189,20 +220,48 @@ fn reply(source: &str, result: Result<Handled, IngestError>) -> Response {
     response
 }
 
-/// Reads the body, refusing it as soon as it is known to exceed `limit`: from Content-Length
-/// when the sender declares one, else while streaming.
-async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, IngestError> {
+/// Reads the body, refusing it as soon as it is known to exceed the source's `max_body` or to
+/// pass `edge.ingest_memory`: a declared Content-Length is checked and reserved before a byte
+/// is read, a streamed (chunked) body as it arrives.
+async fn read_body(
+    receiver: &Receiver,
+    source: &Source,
+    headers: &HeaderMap,
+    mut body: Body,
+) -> Result<(Bytes, Reservation), IngestError> {
+    let limit = source.max_body;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(IngestError::TooLarge { limit });
+    let declared = match declared {
+        Some(len) if len > limit as u64 => return Err(IngestError::TooLarge { limit }),
+        Some(len) => len as usize,
+        None => 0,
+    };
+    let mut memory = receiver.budget.reserve(declared)?;
+    let mut bytes = BytesMut::with_capacity(declared);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| unreadable(&e, receiver.config.edge.body_timeout))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let total = bytes.len() + data.len();
+        if total > limit {
+            return Err(IngestError::TooLarge { limit });
+        }
+        memory.cover(total)?;
+        bytes.extend_from_slice(&data);
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(IngestError::TooLarge { limit }),
-        Err(_) => Err(IngestError::BodyRead),
+    Ok((bytes.freeze(), memory))
+}
+
+/// The edge's body deadline surfaces as a read error of the body.
+fn unreadable(error: &axum::Error, deadline: Duration) -> IngestError {
+    let mut causes = std::iter::successors(error.source(), |e| (*e).source());
+    match causes.any(|e| e.is::<TimeoutError>()) {
+        true => IngestError::BodyTimeout(deadline),
+        false => IngestError::BodyRead,
     }
 }
 

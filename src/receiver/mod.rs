@@ -2,6 +2,7 @@
 //! through `store` and `queue`.
 
 mod batcher;
+mod budget;
 mod handshake;
 mod health;
 mod ingest;
@@ -16,12 +17,15 @@ use axum::routing::{get, post};
 use std::sync::Arc;
 
 pub use batcher::{Batcher, Unavailable};
+pub use budget::{IngestBudget, OverBudget, Reservation};
 
 pub struct Receiver {
     pub config: Arc<Config>,
     pub store: Store,
     pub streams: Streams,
     pub batcher: Batcher,
+    /// `edge.ingest_memory`, shared by every request of this receiver.
+    pub budget: IngestBudget,
 }
 
 pub fn router(receiver: Arc<Receiver>) -> Router {

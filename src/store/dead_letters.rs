@@ -8,6 +8,7 @@
 //! A row passed over that way stays open if its holder rolls back; bulk operations check for
 //! such rows before they finish and walk again (`crate::operations`).
 
+use super::routes::Routes;
 use super::{Store, StoreError};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -28,6 +29,9 @@ pub enum DeadLetterError {
         .at.to_rfc3339_opts(SecondsFormat::Secs, true)
     )]
     AlreadyReplayed { id: Uuid, at: DateTime<Utc> },
+    /// `route` is `<source>/<destination>`.
+    #[error("dead letter {id} cannot be replayed: destination {route} is no longer configured")]
+    Unroutable { id: Uuid, route: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -157,6 +161,9 @@ pub struct ReplayBatch {
     /// Dead letters whose delivery was no longer dead (already replayed another way), so
     /// nothing was revived for them.
     pub without_dead_delivery: usize,
+    /// Dead letters left open: their source or destination is no longer configured, so a
+    /// replay could not deliver them.
+    pub unroutable: Vec<Uuid>,
     /// Where the next batch of a bulk replay starts; `None` when this batch was the last.
     pub next: Option<Cursor>,
 }
@@ -213,6 +220,29 @@ impl Store {
         Ok(query.build_query_scalar().fetch_one(self.pool()).await?)
     }
 
+    /// How many open dead letters `filter` matches that a replay along `routes` would revive.
+    pub async fn count_replayable(
+        &self,
+        filter: &DeadLetterFilter,
+        routes: &Routes,
+    ) -> Result<i64, StoreError> {
+        let (sources, destinations) = routes.columns();
+        let to_owned = |names: Vec<&str>| names.into_iter().map(String::from).collect::<Vec<_>>();
+        let mut query = QueryBuilder::new("SELECT count(*) FROM dead_letters WHERE TRUE");
+        DeadLetterFilter {
+            include_replayed: false,
+            ..filter.clone()
+        }
+        .push_conditions(&mut query);
+        query
+            .push(" AND (source, destination) IN (SELECT * FROM unnest(")
+            .push_bind(to_owned(sources))
+            .push("::text[], ")
+            .push_bind(to_owned(destinations))
+            .push("::text[]))");
+        Ok(query.build_query_scalar().fetch_one(self.pool()).await?)
+    }
+
     pub async fn dead_letter(&self, id: Uuid) -> Result<DeadLetter, DeadLetterError> {
         let row: Option<DeadLetter> = sqlx::query_as(
             "SELECT d.id, d.event_id, d.source, d.destination, d.attempts, d.failure_kind,
@@ -228,37 +258,46 @@ impl Store {
         row.ok_or(DeadLetterError::NotFound(id))
     }
 
-    /// Fails on the first of `ids` that does not exist or, with `open`, was already replayed.
-    /// Run before acting on explicit ids, so that a typo changes nothing.
+    /// Fails on the first of `ids` that does not exist or, given the `routes` a replay needs,
+    /// was already replayed or can no longer be delivered. Run before acting on explicit ids,
+    /// so that a typo changes nothing.
     pub async fn check_dead_letters(
         &self,
         ids: &[Uuid],
-        open: bool,
+        replay: Option<&Routes>,
     ) -> Result<(), DeadLetterError> {
-        let rows: Vec<(Uuid, Option<DateTime<Utc>>)> =
-            sqlx::query_as("SELECT id, replayed_at FROM dead_letters WHERE id = ANY($1)")
-                .bind(ids)
-                .fetch_all(self.pool())
-                .await?;
-        let found: HashMap<Uuid, Option<DateTime<Utc>>> = rows.into_iter().collect();
+        type Row = (Uuid, String, String, Option<DateTime<Utc>>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, source, destination, replayed_at FROM dead_letters WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(self.pool())
+        .await?;
+        let found: HashMap<Uuid, Row> = rows.into_iter().map(|r| (r.0, r)).collect();
         for id in ids {
-            match found.get(id) {
-                None => return Err(DeadLetterError::NotFound(*id)),
-                Some(Some(at)) if open => {
-                    return Err(DeadLetterError::AlreadyReplayed { id: *id, at: *at });
-                }
-                Some(_) => {}
+            let Some((_, source, destination, replayed_at)) = found.get(id) else {
+                return Err(DeadLetterError::NotFound(*id));
+            };
+            let Some(routes) = replay else { continue };
+            if let Some(at) = replayed_at {
+                return Err(DeadLetterError::AlreadyReplayed { id: *id, at: *at });
+            }
+            if !routes.contains(source, destination) {
+                return Err(DeadLetterError::Unroutable {
+                    id: *id,
+                    route: format!("{source}/{destination}"),
+                });
             }
         }
         Ok(())
     }
 
-    /// Replays those of `ids` (at most [`BATCH`]) still open and not locked by another replay.
-    /// `budgets` maps a source to its configured `retry.max_attempts`.
+    /// Replays those of `ids` (at most [`BATCH`]) still open, not locked by another replay,
+    /// and deliverable along `routes`.
     pub async fn replay_dead_letters(
         &self,
         ids: &[Uuid],
-        budgets: &HashMap<String, u32>,
+        routes: &Routes,
     ) -> Result<ReplayBatch, StoreError> {
         let mut query = QueryBuilder::new(
             "SELECT id, event_id, source, destination, created_at FROM dead_letters
@@ -267,7 +306,7 @@ impl Store {
         query
             .push_bind(ids.to_vec())
             .push(") ORDER BY created_at, id FOR UPDATE SKIP LOCKED");
-        self.replay_batch(query, budgets, usize::MAX).await
+        self.replay_batch(query, routes, usize::MAX).await
     }
 
     /// Replays the next [`BATCH`] open dead letters matching `filter` after `after`, oldest
@@ -276,22 +315,23 @@ impl Store {
         &self,
         filter: &DeadLetterFilter,
         after: Option<Cursor>,
-        budgets: &HashMap<String, u32>,
+        routes: &Routes,
     ) -> Result<ReplayBatch, StoreError> {
-        self.replay_batch(replay_select(filter, after), budgets, BATCH)
+        self.replay_batch(replay_select(filter, after), routes, BATCH)
             .await
     }
 
-    /// One transaction: lock the dead letters `select` picks, mark them replayed, give their
-    /// deliveries a fresh attempt budget and put their events back to pending.
+    /// One transaction: lock the dead letters `select` picks, mark the deliverable ones
+    /// replayed, give their deliveries a fresh attempt budget and put their events back to
+    /// pending.
     async fn replay_batch(
         &self,
         select: QueryBuilder<Postgres>,
-        budgets: &HashMap<String, u32>,
+        routes: &Routes,
         batch: usize,
     ) -> Result<ReplayBatch, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let replayed = replay_batch_in(&mut tx, select, budgets, batch).await?;
+        let replayed = replay_batch_in(&mut tx, select, routes, batch).await?;
         tx.commit().await?;
         Ok(replayed)
     }
@@ -374,7 +414,7 @@ pub(super) fn replay_select(
 pub(super) async fn replay_batch_in(
     tx: &mut PgConnection,
     mut select: QueryBuilder<Postgres>,
-    budgets: &HashMap<String, u32>,
+    routes: &Routes,
     batch: usize,
 ) -> Result<ReplayBatch, StoreError> {
     let picked: Vec<Picked> = select.build_query_as().fetch_all(&mut *tx).await?;
@@ -385,6 +425,22 @@ pub(super) async fn replay_batch_in(
         at: last.created_at,
         id: last.id,
     });
+    // What cannot be delivered stays open rather than being revived for nobody.
+    let mut unroutable = Vec::new();
+    let mut budget: Vec<i32> = Vec::new();
+    let picked: Vec<Picked> = picked
+        .into_iter()
+        .filter(|p| match routes.budget(&p.source, &p.destination) {
+            Some(n) => {
+                budget.push(n as i32);
+                true
+            }
+            None => {
+                unroutable.push(p.id);
+                false
+            }
+        })
+        .collect();
     let ids: Vec<Uuid> = picked.iter().map(|p| p.id).collect();
     sqlx::query("UPDATE dead_letters SET replayed_at = now() WHERE id = ANY($1)")
         .bind(&ids)
@@ -393,11 +449,6 @@ pub(super) async fn replay_batch_in(
 
     let events: Vec<Uuid> = picked.iter().map(|p| p.event_id).collect();
     let destinations: Vec<&str> = picked.iter().map(|p| p.destination.as_str()).collect();
-    // NULL for a source no longer configured: the delivery keeps its previous budget.
-    let budget: Vec<Option<i32>> = picked
-        .iter()
-        .map(|p| budgets.get(&p.source).map(|&n| n as i32))
-        .collect();
     // Rows are locked in key order, so concurrent replays cannot deadlock on them.
     let revived: Vec<(Uuid, String)> = sqlx::query_as(
         "WITH wanted AS (
@@ -413,7 +464,7 @@ pub(super) async fn replay_batch_in(
              UPDATE deliveries d
              SET state = 'pending',
                  reason = 'replayed',
-                 max_attempts = d.attempts + COALESCE(l.budget, d.max_attempts),
+                 max_attempts = d.attempts + l.budget,
                  next_attempt_at = now(),
                  lease_until = NULL,
                  lease_token = NULL
@@ -435,7 +486,7 @@ pub(super) async fn replay_batch_in(
         "UPDATE events SET status = 'pending'
              WHERE id IN (SELECT id FROM events
                           WHERE id = ANY($1) AND status = 'dead_lettered'
-                          ORDER BY id FOR UPDATE)",
+                          ORDER BY id FOR NO KEY UPDATE)",
     )
     .bind(&revived_events)
     .execute(&mut *tx)
@@ -454,6 +505,7 @@ pub(super) async fn replay_batch_in(
         without_dead_delivery: picked.len().saturating_sub(revived.len()),
         replayed: ids,
         events_by_source,
+        unroutable,
         next,
     })
 }

@@ -1,10 +1,15 @@
 //! Delivery state: claiming due deliveries, recording attempts, finding due work.
 
+use super::pipeline::Buried;
 use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{PgConnection, Row};
+use std::borrow::Cow;
 use std::time::Duration;
 use uuid::Uuid;
+
+/// The most of an error text kept in Postgres, in bytes.
+const ERROR_TEXT_LIMIT: usize = 2048;
 
 /// A due delivery this worker now owns until its lease ends.
 #[derive(Debug, Clone)]
@@ -13,6 +18,16 @@ pub struct Claimed {
     /// This attempt's number, from 1.
     pub attempt: i32,
     pub max_attempts: i32,
+}
+
+/// What a claim did.
+#[derive(Debug, Default)]
+pub struct Claim {
+    /// The deliveries claimed, with their event; `None` when nothing was claimable.
+    pub event: Option<ClaimedEvent>,
+    /// Deliveries dead-lettered instead, their attempt budget spent
+    /// ([`SPENT`](super::pipeline::SPENT)).
+    pub spent: Vec<Buried>,
 }
 
 /// An event with the deliveries claimed from it.
@@ -70,6 +85,24 @@ pub enum Next {
     DeadLetter,
 }
 
+/// `text` as a Postgres `text` value takes it: NUL (refused there) becomes U+FFFD, and at most
+/// [`ERROR_TEXT_LIMIT`] bytes are kept, cut at a character boundary and marked with `…`.
+/// Error texts come from destinations and libraries, so anything may be in them.
+pub fn storable(text: &str) -> Cow<'_, str> {
+    let text = match text.contains('\0') {
+        true => Cow::Owned(text.replace('\0', "\u{FFFD}")),
+        false => Cow::Borrowed(text),
+    };
+    if text.len() <= ERROR_TEXT_LIMIT {
+        return text;
+    }
+    let mut end = ERROR_TEXT_LIMIT - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &text[..end]))
+}
+
 /// A pending delivery whose time has come (or whose worker went silent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
@@ -80,13 +113,12 @@ pub struct Due {
 
 impl Store {
     /// Claims every due, unleased, pending delivery of `event_id` for `lease`, counting the
-    /// attempt now: a worker that dies mid-delivery still used up that attempt, so a message
-    /// that crashes workers cannot loop forever. `None` when nothing is claimable.
-    pub async fn claim(
-        &self,
-        event_id: Uuid,
-        lease: Duration,
-    ) -> Result<Option<ClaimedEvent>, StoreError> {
+    /// attempt now: a worker that dies mid-delivery still used up that attempt. A delivery
+    /// whose attempts are used up is not claimed again but dead-lettered: its last claims
+    /// ended without an outcome, so a message that crashes workers, or whose outcome cannot be
+    /// recorded, is tried `max_attempts` times, not forever.
+    pub async fn claim(&self, event_id: Uuid, lease: Duration) -> Result<Claim, StoreError> {
+        let spent = self.bury_spent(event_id).await?;
         let token = Uuid::new_v4();
         let rows = sqlx::query(
             "WITH claimed AS (
@@ -96,7 +128,7 @@ impl Store {
                      attempts = attempts + 1,
                      first_attempt_at = coalesce(first_attempt_at, now()),
                      last_attempt_at = now()
-                 WHERE event_id = $1 AND state = 'pending'
+                 WHERE event_id = $1 AND state = 'pending' AND attempts < max_attempts
                    -- Written so that no index can serve it: the planner must find the rows
                    -- by event id (primary key). As an index condition it made fresh tables
                    -- scan every due delivery per claim through deliveries_due, O(backlog).
@@ -115,9 +147,9 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let Some(first) = rows.first() else {
-            return Ok(None);
+            return Ok(Claim { event: None, spent });
         };
-        Ok(Some(ClaimedEvent {
+        let event = ClaimedEvent {
             event_id,
             source: first.try_get("source")?,
             payload: first.try_get("payload")?,
@@ -133,7 +165,11 @@ impl Store {
                     })
                 })
                 .collect::<Result<_, sqlx::Error>>()?,
-        }))
+        };
+        Ok(Claim {
+            event: Some(event),
+            spent,
+        })
     }
 
     /// Records the attempts of one claim and settles the event's status, in one transaction.
@@ -147,7 +183,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let mut dead = 0;
         for a in attempts {
-            let error = a.failure.as_ref().map(|(_, e)| e.as_str());
+            let error = a.failure.as_ref().map(|(_, e)| storable(e));
             let status = a.status_code.map(i32::from);
             let (state, reason, retry_in) = match (a.next, &a.failure) {
                 (Next::Delivered, _) => ("delivered", "delivered".to_string(), None),
@@ -156,7 +192,9 @@ impl Store {
                     "retry scheduled".to_string(),
                     Some(delay.as_secs_f64()),
                 ),
-                (Next::DeadLetter, Some((FailureKind::Pipeline, e))) => ("dead", e.clone(), None),
+                (Next::DeadLetter, Some((FailureKind::Pipeline, e))) => {
+                    ("dead", storable(e).into_owned(), None)
+                }
                 (Next::DeadLetter, _) => {
                     ("dead", format!("attempts exhausted ({})", a.attempt), None)
                 }
@@ -184,7 +222,7 @@ impl Store {
             .bind(state)
             .bind(&reason)
             .bind(status)
-            .bind(error)
+            .bind(error.as_deref())
             .bind(retry_in)
             .bind(a.attempt)
             .bind(i32::try_from(a.duration.as_millis()).unwrap_or(i32::MAX))
@@ -214,7 +252,7 @@ impl Store {
                 dead += 1;
             }
         }
-        settle_event(&mut tx, event.event_id).await?;
+        settle_events(&mut tx, &[event.event_id]).await?;
         tx.commit().await?;
         Ok(dead)
     }
@@ -263,21 +301,31 @@ impl Store {
     }
 }
 
-/// The event is delivered once every delivery is, dead-lettered once none is pending and one
+/// An event is delivered once every delivery is, dead-lettered once none is pending and one
 /// is dead, pending otherwise. The trigger audits the change.
-pub(super) async fn settle_event(
-    conn: &mut sqlx::PgConnection,
-    event_id: Uuid,
+///
+/// The event rows are locked first, in id order, and the status computed by the next
+/// statement: two transactions recording sibling deliveries of one event would otherwise each
+/// see the other's delivery still pending, and leave the event pending forever. The second
+/// waits for the first to commit, and its fresh snapshot sees both.
+pub(super) async fn settle_events(
+    conn: &mut PgConnection,
+    events: &[Uuid],
 ) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT id FROM events WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+        .bind(events)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
         "UPDATE events e SET status = s.status
-         FROM (SELECT CASE WHEN bool_or(state = 'pending') THEN 'pending'
+         FROM (SELECT event_id,
+                      CASE WHEN bool_or(state = 'pending') THEN 'pending'
                            WHEN bool_or(state = 'dead') THEN 'dead_lettered'
                            ELSE 'delivered' END AS status
-               FROM deliveries WHERE event_id = $1) s
-         WHERE e.id = $1 AND s.status IS NOT NULL AND e.status <> s.status",
+               FROM deliveries WHERE event_id = ANY($1) GROUP BY event_id) s
+         WHERE e.id = s.event_id AND e.status <> s.status",
     )
-    .bind(event_id)
+    .bind(events)
     .execute(conn)
     .await?;
     Ok(())

@@ -5,6 +5,9 @@ pub mod dead_letters;
 pub mod deliveries;
 pub mod events;
 pub mod operations;
+pub mod pipeline;
+pub mod retention;
+pub mod routes;
 pub mod status;
 
 use sqlx::PgPool;

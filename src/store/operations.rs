@@ -2,11 +2,11 @@
 //! runner under a lease, resumable from their last committed position.
 
 use super::dead_letters::{BATCH, DeadLetterFilter, ReplayBatch, replay_batch_in, replay_select};
+use super::routes::Routes;
 use super::{Keyset, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
-use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -153,7 +153,7 @@ impl Store {
         &self,
         operation: &Operation,
         after: Option<Keyset>,
-        budgets: &HashMap<String, u32>,
+        routes: &Routes,
         lease: Duration,
     ) -> Result<Option<ReplayBatch>, StoreError> {
         let mut tx = self.pool().begin().await?;
@@ -166,12 +166,12 @@ impl Store {
             return Ok(None);
         }
         let select = replay_select(&operation.selection(), after);
-        let batch = replay_batch_in(&mut tx, select, budgets, BATCH).await?;
+        let batch = replay_batch_in(&mut tx, select, routes, BATCH).await?;
         let position = batch.next.or(after);
         sqlx::query(
             "UPDATE operations
              SET replayed = replayed + $2, cursor_at = $3, cursor_id = $4, updated_at = now(),
-                 lease_until = now() + make_interval(secs => $5)
+                 lease_until = now() + make_interval(secs => $5), failed = failed + $6
              WHERE id = $1",
         )
         .bind(operation.id)
@@ -179,6 +179,8 @@ impl Store {
         .bind(position.map(|c| c.at))
         .bind(position.map(|c| c.id))
         .bind(lease.as_secs_f64())
+        // Dead letters that can no longer be delivered are skipped, and counted as failed.
+        .bind(batch.unroutable.len() as i64)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -3,6 +3,7 @@
 //! falling back below it resolves the alert the same way.
 
 use crate::config::Config;
+use crate::redact;
 use crate::store::Store;
 use chrono::Utc;
 use serde::Serialize;
@@ -102,38 +103,14 @@ async fn notify(client: reqwest::Client, url: String, notification: Notification
         let failure = match outcome {
             Ok(response) if response.status().is_success() => return,
             Ok(response) => format!("answered {}", response.status()),
-            Err(error) => error.to_string(),
+            // reqwest names the URL in its errors; the receiver's origin is logged instead.
+            Err(error) => error.without_url().to_string(),
         };
-        tracing::warn!(receiver = %shown(&url), attempt, failure, source = %notification.source, "alert not delivered");
+        tracing::warn!(receiver = %redact::origin(&url), attempt, failure, source = %notification.source, "alert not delivered");
         if attempt < NOTIFY_ATTEMPTS {
             tokio::time::sleep(delay).await;
             delay *= 2;
         }
     }
-    tracing::error!(receiver = %shown(&url), source = %notification.source, state = notification.state, "alert dropped after {NOTIFY_ATTEMPTS} attempts");
-}
-
-/// The receiver's host and port only: alert URLs often carry a credential (user:password,
-/// a token in the path or the query), which does not belong in logs.
-fn shown(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(parsed) => format!(
-            "{}://{}{}",
-            parsed.scheme(),
-            parsed.host_str().unwrap_or("?"),
-            parsed.port().map(|p| format!(":{p}")).unwrap_or_default()
-        ),
-        Err(_) => "(unparsable URL)".to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn logged_receivers_hide_credentials() {
-        assert_eq!(
-            super::shown("http://user:secret@alerts.internal:9000/hooks/T0K3N?key=abc"),
-            "http://alerts.internal:9000"
-        );
-    }
+    tracing::error!(receiver = %redact::origin(&url), source = %notification.source, state = notification.state, "alert dropped after {NOTIFY_ATTEMPTS} attempts");
 }

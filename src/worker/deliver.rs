@@ -2,12 +2,17 @@
 
 use crate::config::{Destination, Target};
 use crate::queue::stream::Streams;
+use crate::redact;
 use crate::store::deliveries::{ClaimedEvent, FailureKind};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How much of a refusing destination's answer is kept as the attempt's error text.
 const ERROR_BODY_LIMIT: usize = 256;
+/// How much of a refusing answer is read at most. A short error page is read to its end, so
+/// its connection can carry the next request; a longer body is cut off there and its
+/// connection closed, so a destination cannot make a worker download gigabytes.
+const ERROR_BODY_READ: usize = 4 * 1024;
 
 /// What the destination did.
 #[derive(Debug)]
@@ -26,8 +31,11 @@ pub struct Deliverer {
 
 impl Deliverer {
     pub fn new(streams: Streams) -> Self {
+        // A redirect is not followed: reqwest would turn the POST into a body-less GET, and
+        // send the signature and custom headers to wherever the destination pointed.
         let http = reqwest::Client::builder()
             .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("an HTTP client without TLS always builds");
         Self { http, streams }
@@ -112,12 +120,20 @@ impl Deliverer {
                         .map(Duration::from_secs),
                     _ => None,
                 };
-                let body = response.bytes().await.unwrap_or_default();
+                let mut error = format!("HTTP {status}");
+                if status.is_redirection() {
+                    error.push_str(&format!(
+                        " (redirect to {}, not followed)",
+                        location(&response)
+                    ));
+                }
+                let body = body_prefix(response, ERROR_BODY_READ).await;
                 let snippet = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_LIMIT)]);
-                let error = match snippet.trim() {
-                    "" => format!("HTTP {status}"),
-                    text => format!("HTTP {status}: {text}"),
-                };
+                let snippet = snippet.trim();
+                if !snippet.is_empty() {
+                    error.push_str(": ");
+                    error.push_str(snippet);
+                }
                 Response {
                     status_code: Some(status.as_u16()),
                     failure: Some((FailureKind::Rejected, error)),
@@ -131,9 +147,10 @@ impl Deliverer {
                 } else {
                     FailureKind::Connection
                 };
+                // reqwest names the URL in its errors, credentials and query included.
                 Response {
                     status_code: None,
-                    failure: Some((kind, error_chain(&error))),
+                    failure: Some((kind, error_chain(&error.without_url()))),
                     retry_after: None,
                     duration: Duration::ZERO,
                 }
@@ -167,6 +184,31 @@ impl Deliverer {
             duration: Duration::ZERO,
         }
     }
+}
+
+/// Where a redirect pointed, resolved against the request's URL and redacted.
+fn location(response: &reqwest::Response) -> String {
+    let Some(location) = response.headers().get(header::LOCATION) else {
+        return "nowhere (no Location header)".to_string();
+    };
+    match location.to_str().ok().map(|l| response.url().join(l)) {
+        Some(Ok(target)) => redact::url(target.as_str()),
+        _ => "(unparsable URL)".to_string(),
+    }
+}
+
+/// The first `limit` bytes of the body, or what arrived of them before it failed.
+async fn body_prefix(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body
 }
 
 /// reqwest's top-level message hides the cause ("error sending request"); operators need it.

@@ -5,6 +5,7 @@ mod alerts;
 pub mod backoff;
 mod deliver;
 mod reclaim;
+mod record;
 mod scheduler;
 
 pub use deliver::Deliverer;
@@ -15,6 +16,10 @@ use crate::queue::stream::Streams;
 use crate::queue::{Entry, QueueError};
 use crate::store::Store;
 use crate::store::deliveries::{Attempt, Claimed, ClaimedEvent, FailureKind, Next};
+use crate::store::pipeline::Buried;
+use crate::store::routes::{self, Routes};
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -72,11 +77,18 @@ impl Worker {
             self.store.clone(),
             self.streams.clone(),
             sources,
+            Routes::new(&self.config),
             alerts::Alerts::new(&self.config),
             self.config.worker.schedule_interval,
             shutdown.clone(),
         ));
         let reclaimer = tokio::spawn(reclaim::run(self.clone(), shutdown.clone()));
+        let retention = tokio::spawn(crate::retention::run(
+            self.store.clone(),
+            crate::retention::Policy::new(&self.config),
+            self.config.retention.interval,
+            shutdown.clone(),
+        ));
         self.consume(&shutdown).await;
 
         self.tracker.close();
@@ -92,7 +104,7 @@ impl Worker {
             self.hand_back.cancel();
             self.tracker.wait().await;
         }
-        let _ = tokio::join!(scheduler, reclaimer);
+        let _ = tokio::join!(scheduler, reclaimer, retention);
         tracing::info!("worker stopped");
     }
 
@@ -169,8 +181,14 @@ impl Worker {
     fn spawn_process(self: &Arc<Self>, entry: Entry, permit: OwnedSemaphorePermit) {
         let worker = self.clone();
         self.tracker.spawn(async move {
+            // A panic ends this entry's processing only, like any other failure before the
+            // entry is finished (see `process`); its permit is released all the same.
+            let process = AssertUnwindSafe(worker.process(&entry)).catch_unwind();
             tokio::select! {
-                () = worker.process(&entry) => {}
+                outcome = process => if outcome.is_err() {
+                    metrics::counter!("hookgate_worker_panics_total", "source" => entry.source.clone()).increment(1);
+                    tracing::error!(entry = %entry.id, event = ?entry.event, "processing the entry panicked; it will be reclaimed");
+                },
                 () = worker.hand_back.cancelled() => {}
             }
             drop(permit);
@@ -178,25 +196,26 @@ impl Worker {
     }
 
     /// Any failure before the entry is finished leaves it pending: it is reclaimed after the
-    /// visibility timeout and tried again, so nothing is lost, at worst delivered twice.
+    /// visibility timeout and tried again, so nothing is lost, at worst delivered twice. Each
+    /// claim counts an attempt, so that ends after `max_attempts` (see `Store::claim`).
     async fn process(&self, entry: &Entry) {
         if let Some(event_id) = entry.event {
             let lease = self.config.worker.visibility_timeout;
-            match self.store.claim(event_id, lease).await {
-                Ok(Some(event)) => {
-                    let attempts = futures::future::join_all(
-                        event.deliveries.iter().map(|d| self.attempt(&event, d)),
-                    )
-                    .await;
-                    if let Err(error) = self.store.record(&event, &attempts).await {
-                        tracing::warn!(%error, event = %event_id, "cannot record the outcome; the entry will be reclaimed");
-                        return;
-                    }
-                }
-                // Nothing due: delivered already, not yet due, or another worker holds it.
-                Ok(None) => {}
+            let claim = match self.store.claim(event_id, lease).await {
+                Ok(claim) => claim,
                 Err(error) => {
                     tracing::warn!(%error, event = %event_id, "cannot claim deliveries; the entry will be reclaimed");
+                    return;
+                }
+            };
+            buried(&claim.spent);
+            // Nothing claimed: delivered already, not yet due, or another worker holds it.
+            if let Some(event) = claim.event {
+                let attempts = futures::future::join_all(
+                    event.deliveries.iter().map(|d| self.attempt(&event, d)),
+                )
+                .await;
+                if !record::settle(&self.store, &event, &attempts).await {
                     return;
                 }
             }
@@ -220,10 +239,7 @@ impl Worker {
                 status_code: None,
                 failure: Some((
                     FailureKind::Pipeline,
-                    format!(
-                        "destination {}/{} is no longer configured",
-                        event.source, claimed.destination
-                    ),
+                    routes::unrouted(&event.source, &claimed.destination),
                 )),
                 next: Next::DeadLetter,
             };
@@ -262,6 +278,14 @@ impl Worker {
             failure: response.failure,
             next,
         }
+    }
+}
+
+/// Counts and logs deliveries dead-lettered as hookgate's own failures.
+fn buried(rows: &[Buried]) {
+    for b in rows {
+        metrics::counter!("hookgate_dead_letters_total", "source" => b.source.clone(), "destination" => b.destination.clone()).increment(1);
+        tracing::warn!(event = %b.event_id, source = %b.source, destination = %b.destination, reason = %b.reason, "delivery dead-lettered as a pipeline failure");
     }
 }
 

@@ -1,7 +1,10 @@
 //! Test harness: real Postgres and Redis, each test isolated in its own schema and key prefix.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod delivery;
+pub mod procs;
 pub mod proxy;
+pub mod raw;
 pub mod seed;
 pub mod sign;
 pub mod sink;
@@ -10,7 +13,8 @@ use hookgate::app::{Gateway, Roles};
 use hookgate::config::Config;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 pub fn base_database_url() -> String {
     std::env::var("HOOKGATE_TEST_DATABASE_URL")
@@ -135,8 +139,43 @@ impl TestEnv {
             .unwrap()
     }
 
+    /// Entries of `source`'s stream read by a consumer of hookgate's group and not yet
+    /// acknowledged.
+    pub async fn stream_pending(&self, source: &str) -> usize {
+        let reply: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+            .arg(self.stream_key(source))
+            .arg(hookgate::queue::GROUP)
+            .query_async(&mut self.redis.clone())
+            .await
+            .unwrap();
+        reply.count()
+    }
+
     pub async fn count(&self, sql: &'static str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap()
+    }
+
+    /// Waits until `sql` counts `expected`, failing the test after 15 s.
+    pub async fn wait_for_count(&self, sql: &'static str, expected: i64) {
+        let started = Instant::now();
+        loop {
+            let n = self.count(sql).await;
+            if n == expected {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "{sql}: {n}, expected {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// [`TestEnv::config_text`] in a file, for the `hookgate` binary's `--config`.
+    pub fn config_file(&self, sources: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, self.config_text(sources).as_bytes()).unwrap();
+        file
     }
 }
 
@@ -255,6 +294,39 @@ impl Running {
             .send()
             .await;
         response.unwrap().text().await.unwrap()
+    }
+
+    /// The samples of metric `name` (a histogram's `name_count`, say) labelled with `source`,
+    /// keyed by their other labels, sorted (`destination=ci,outcome=retry`; empty if none).
+    /// The recorder is shared by every test of the process, so only a source of the test's
+    /// own says what the test did.
+    pub async fn samples(&self, name: &str, source: &str) -> BTreeMap<String, f64> {
+        let text = self.metrics().await;
+        let source = format!("source={source}");
+        let mut samples = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let (metric, labels) = match series.split_once('{') {
+                Some((metric, labels)) => (metric, labels.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let mut labels: Vec<String> = labels
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .map(|l| l.replace('"', ""))
+                .collect();
+            let Some(at) = labels.iter().position(|l| *l == source) else {
+                continue;
+            };
+            if metric == name {
+                labels.remove(at);
+                labels.sort();
+                samples.insert(labels.join(","), value.parse().unwrap());
+            }
+        }
+        samples
     }
 
     /// POSTs `body` with `headers` to `/webhooks/{source}`.

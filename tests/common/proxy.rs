@@ -4,7 +4,10 @@
 //! Cutting closes sockets, as a crashed server does. Freezing keeps them open and forwards
 //! nothing, as a hung server or a partitioned network does: only timeouts notice that.
 
-use std::net::SocketAddr;
+use super::{TestEnv, redis_url, url_with_schema};
+use sqlx::postgres::PgConnectOptions;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -138,4 +141,38 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.cut();
     }
+}
+
+/// The address of the Postgres server the test's schema lives on, for a proxy to point at.
+pub fn postgres_addr(env: &TestEnv) -> SocketAddr {
+    let options = PgConnectOptions::from_str(&env.database_url).unwrap();
+    resolve(options.get_host(), options.get_port())
+}
+
+/// The test schema's Postgres URL, pointed at `proxy` instead of the server.
+pub fn postgres_via(env: &TestEnv, proxy: &Proxy) -> String {
+    let options = PgConnectOptions::from_str(&env.database_url).unwrap();
+    let database = options.get_database().unwrap_or("postgres");
+    let url = format!(
+        "postgres://{}@{}/{database}",
+        options.get_username(),
+        proxy.addr
+    );
+    url_with_schema(&url, &env.schema)
+}
+
+/// The address of the shared Redis server, for a proxy to point at.
+pub fn redis_addr() -> SocketAddr {
+    let info = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection_info()
+        .clone();
+    match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port) => resolve(host, *port),
+        other => panic!("tests need Redis over TCP, got {other:?}"),
+    }
+}
+
+fn resolve(host: &str, port: u16) -> SocketAddr {
+    (host, port).to_socket_addrs().unwrap().next().unwrap()
 }

@@ -119,3 +119,25 @@ pub async fn event(
     .unwrap();
     id
 }
+
+/// An event of `source` waiting for its one delivery, to `destination`: pending, due now,
+/// never attempted, 3 attempts allowed. Returns the event's id.
+pub async fn pending_delivery(db: impl PgExecutor<'_>, source: &str, destination: &str) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "WITH e AS (
+             INSERT INTO events (id, source, external_id, payload, headers, status)
+             VALUES ($1, $2, 'ext-' || $1::text, '{}', '[]', 'pending')
+             RETURNING id
+         )
+         INSERT INTO deliveries (event_id, destination, max_attempts)
+         SELECT id, $3, 3 FROM e",
+    )
+    .bind(id)
+    .bind(source)
+    .bind(destination)
+    .execute(db)
+    .await
+    .unwrap();
+    id
+}

@@ -1,0 +1,58 @@
+//! Where deliveries can go: the configured sources and destinations.
+
+use crate::config::Config;
+use std::collections::{HashMap, HashSet};
+
+/// The configured sources and (source, destination) pairs, each pair with its source's
+/// attempt budget: what can still be delivered, and the fresh budget a replay grants.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    sources: HashSet<String>,
+    budgets: HashMap<(String, String), u32>,
+}
+
+impl Routes {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            sources: config.sources.iter().map(|s| s.name.clone()).collect(),
+            budgets: config
+                .sources
+                .iter()
+                .flat_map(|s| {
+                    s.destinations
+                        .iter()
+                        .map(|d| ((s.name.clone(), d.name.clone()), s.retry.max_attempts))
+                })
+                .collect(),
+        }
+    }
+
+    pub fn has_source(&self, source: &str) -> bool {
+        self.sources.contains(source)
+    }
+
+    /// The configured `retry.max_attempts` of deliveries from `source` to `destination`;
+    /// `None` when that destination is not configured.
+    pub fn budget(&self, source: &str, destination: &str) -> Option<u32> {
+        self.budgets
+            .get(&(source.to_string(), destination.to_string()))
+            .copied()
+    }
+
+    pub fn contains(&self, source: &str, destination: &str) -> bool {
+        self.budget(source, destination).is_some()
+    }
+
+    /// The pairs as two parallel arrays, for `unnest`.
+    pub(super) fn columns(&self) -> (Vec<&str>, Vec<&str>) {
+        self.budgets
+            .keys()
+            .map(|(s, d)| (s.as_str(), d.as_str()))
+            .unzip()
+    }
+}
+
+/// Why a delivery whose source or destination left the configuration is dead-lettered.
+pub fn unrouted(source: &str, destination: &str) -> String {
+    format!("destination {source}/{destination} is no longer configured")
+}
