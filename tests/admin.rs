@@ -4,14 +4,13 @@
 mod common;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use common::proxy::Proxy;
+use common::proxy::{Proxy, postgres_addr, postgres_via};
 use common::sink::{Answer, Sink};
 use common::{Reply, Running, TestEnv, seed, sign};
 use hookgate::app::{Gateway, Roles};
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -1129,17 +1128,8 @@ async fn a_bulk_replay_of_thousands_runs_as_an_operation_and_replays_only_its_se
 #[tokio::test]
 async fn the_admin_api_answers_503_while_postgres_is_away() {
     let env = TestEnv::new().await;
-    let mut url = reqwest::Url::parse(&common::base_database_url()).unwrap();
-    let host = url.host_str().unwrap().to_string();
-    let postgres = (host.as_str(), url.port().unwrap_or(5432))
-        .to_socket_addrs()
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = Proxy::start(postgres).await;
-    url.set_ip_host(proxy.addr.ip()).unwrap();
-    url.set_port(Some(proxy.addr.port())).unwrap();
-    let database_url = common::url_with_schema(url.as_str(), &env.schema);
+    let proxy = Proxy::start(postgres_addr(&env)).await;
+    let database_url = postgres_via(&env, &proxy);
     let config = env.config_with(&database_url, &common::redis_url(), &seeded_sources());
     let admin_only = Roles {
         receiver: false,
