@@ -1,11 +1,15 @@
 -- Redelivery: an operator may send a delivered event again to a consumer that lost it, so a
--- delivered delivery (and its event) may go back to pending. Every other transition refused
--- by 0002 stays refused.
+-- delivered delivery (and its event) may go back to pending, the delivery only with the reason
+-- `redelivered`. Every other transition refused by 0002 stays refused.
 CREATE OR REPLACE FUNCTION deliveries_transition() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.state IS DISTINCT FROM OLD.state THEN
         IF NOT ((OLD.state = 'pending' AND NEW.state IN ('delivered', 'dead'))
-                OR (OLD.state IN ('dead', 'delivered') AND NEW.state = 'pending')) THEN
+                OR (OLD.state = 'dead' AND NEW.state = 'pending')
+                -- Only a redelivery may revive a delivered delivery, so no other code path can
+                -- send an event twice by accident.
+                OR (OLD.state = 'delivered' AND NEW.state = 'pending'
+                    AND NEW.reason = 'redelivered')) THEN
             RAISE EXCEPTION 'delivery transition % -> % is not allowed', OLD.state, NEW.state;
         END IF;
         INSERT INTO event_transitions (event_id, destination, from_state, to_state, reason)

@@ -557,9 +557,18 @@ async fn the_database_still_refuses_every_other_impossible_transition() {
     update("UPDATE events SET status = 'pending' WHERE id = $1")
         .await
         .expect("delivered -> pending is a redelivery");
-    update("UPDATE deliveries SET state = 'pending' WHERE event_id = $1 AND destination = 'ci'")
-        .await
-        .expect("delivered -> pending is a redelivery");
+    refused(
+        update(
+            "UPDATE deliveries SET state = 'pending' WHERE event_id = $1 AND destination = 'ci'",
+        )
+        .await,
+    );
+    update(
+        "UPDATE deliveries SET state = 'pending', reason = 'redelivered'
+         WHERE event_id = $1 AND destination = 'ci'",
+    )
+    .await
+    .expect("delivered -> pending is a redelivery");
 }
 
 #[tokio::test]
