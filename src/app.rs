@@ -56,11 +56,7 @@ impl Gateway {
     /// Checks that the connection cap fits the open-file limit, migrates the database, binds
     /// the listeners and starts the roles' tasks.
     pub async fn start(config: Config, roles: Roles) -> anyhow::Result<Self> {
-        let public_connections = match roles.receiver {
-            true => config.edge.max_connections,
-            false => 0,
-        };
-        edge::ensure_open_files(&config, public_connections)?;
+        let public_connections = edge::connection_cap(&config, roles.receiver)?;
         let metrics = telemetry::metrics();
         let store = Store::connect_lazy(&config.database_url, config.database_pool_size)?;
         let worker_store =
@@ -118,7 +114,7 @@ impl Gateway {
                 listener,
                 telemetry::traced(receiver::router(receiver)),
                 timeouts,
-                config.edge.max_connections,
+                public_connections,
                 shutdown.clone(),
             )
         });

@@ -11,6 +11,9 @@ pub const MAX_LEN: usize = 512;
 pub enum IdSource {
     /// Lowercase header name.
     Header(String),
+    /// Lowercase header names, the first present and non-empty one wins: one id that senders
+    /// name differently (Standard Webhooks' `webhook-id`, Svix's `svix-id`).
+    FirstHeader(Vec<String>),
     /// RFC 6901 pointer into a JSON body, e.g. `/id`.
     JsonPointer(String),
 }
@@ -43,6 +46,15 @@ impl EventIdRule {
         }
     }
 
+    pub fn first_header(names: &[&str]) -> Self {
+        Self {
+            from: Some(IdSource::FirstHeader(
+                names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            )),
+            fallback_body_sha256: false,
+        }
+    }
+
     pub fn json_pointer(pointer: &str) -> Self {
         Self {
             from: Some(IdSource::JsonPointer(pointer.to_string())),
@@ -52,12 +64,10 @@ impl EventIdRule {
 
     pub fn extract(&self, headers: &HeaderMap, body: &[u8]) -> Result<String, EventIdError> {
         let found = match &self.from {
-            Some(IdSource::Header(name)) => headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string),
+            Some(IdSource::Header(name)) => from_header(headers, name),
+            Some(IdSource::FirstHeader(names)) => {
+                names.iter().find_map(|name| from_header(headers, name))
+            }
             Some(IdSource::JsonPointer(pointer)) => from_json(body, pointer),
             None => None,
         };
@@ -68,6 +78,9 @@ impl EventIdRule {
             None if self.fallback_body_sha256 => Ok(hex::encode(Sha256::digest(body))),
             None => Err(EventIdError::Missing(match &self.from {
                 Some(IdSource::Header(name)) => format!("header {name} is missing or empty"),
+                Some(IdSource::FirstHeader(names)) => {
+                    format!("headers {} are missing or empty", names.join(" and "))
+                }
                 Some(IdSource::JsonPointer(p)) => {
                     format!("the JSON body has no string or number at {p}")
                 }
@@ -75,6 +88,15 @@ impl EventIdRule {
             })),
         }
     }
+}
+
+fn from_header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
 fn from_json(body: &[u8], pointer: &str) -> Option<String> {
@@ -105,6 +127,21 @@ mod tests {
         assert!(matches!(
             rule.extract(&headers(&[]), b""),
             Err(EventIdError::Missing(m)) if m.contains("x-github-delivery")
+        ));
+    }
+
+    #[test]
+    fn first_header_rule_takes_the_first_name_present() {
+        let rule = EventIdRule::first_header(&["webhook-id", "svix-id"]);
+        let svix = headers(&[("svix-id", "msg_svix")]);
+        assert_eq!(rule.extract(&svix, b""), Ok("msg_svix".into()));
+        let both = headers(&[("svix-id", "msg_svix"), ("webhook-id", "msg_std")]);
+        assert_eq!(rule.extract(&both, b""), Ok("msg_std".into()));
+        let empty_first = headers(&[("webhook-id", " "), ("svix-id", "msg_svix")]);
+        assert_eq!(rule.extract(&empty_first, b""), Ok("msg_svix".into()));
+        assert!(matches!(
+            rule.extract(&headers(&[]), b""),
+            Err(EventIdError::Missing(m)) if m.contains("webhook-id") && m.contains("svix-id")
         ));
     }
 

@@ -1,11 +1,12 @@
-//! Runs long-running operations (bulk replays) in the background of every process that serves
-//! the admin API. Progress is committed batch by batch under a renewed lease: a runner that
-//! dies leaves an operation that another runner resumes from its last batch once the lease
-//! runs out, so an operation always ends visibly (succeeded, failed or cancelled).
+//! Runs long-running operations (bulk replays and redeliveries) in the background of every
+//! process that serves the admin API. Progress is committed batch by batch under a renewed
+//! lease: a runner that dies leaves an operation that another runner resumes from its last
+//! batch once the lease runs out, so an operation always ends visibly (succeeded, failed or
+//! cancelled).
 
 use crate::replay::Replayer;
-use crate::store::Store;
 use crate::store::operations::Operation;
+use crate::store::{Keyset, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -58,6 +59,10 @@ impl Runner {
     /// (those it cannot deliver stay open, counted as failed). On error, assumes none: the
     /// operation then ends as it would have before this check.
     async fn left_behind(&self, operation: &Operation) -> bool {
+        // Redeliveries lock nothing another operation could hold: nothing is passed over.
+        if operation.kind != "replay" {
+            return false;
+        }
         match self.replayer.replayable(&operation.selection()).await {
             Ok(open) => open > 0,
             Err(error) => {
@@ -67,25 +72,42 @@ impl Runner {
         }
     }
 
+    /// Runs the operation's next batch by its kind; `Some(where the next one starts)`, or
+    /// `None` once the operation is no longer running.
+    async fn batch(
+        &self,
+        operation: &Operation,
+        cursor: Option<Keyset>,
+    ) -> Result<Option<Option<Keyset>>, StoreError> {
+        Ok(match operation.kind.as_str() {
+            "redeliver" => self
+                .replayer
+                .redeliver_operation_batch(operation, cursor, LEASE)
+                .await?
+                .map(|batch| batch.next),
+            _ => self
+                .replayer
+                .operation_batch(operation, cursor, LEASE)
+                .await?
+                .map(|replayed| replayed.batch.next),
+        })
+    }
+
     async fn execute(&self, operation: &Operation, shutdown: &CancellationToken) {
         let mut cursor = operation.cursor();
         let mut failures = 0;
-        tracing::info!(operation = %operation.id, resumed = cursor.is_some(), "bulk replay running");
+        tracing::info!(operation = %operation.id, kind = %operation.kind, resumed = cursor.is_some(), "bulk operation running");
         // On shutdown the lease simply runs out and another process resumes the operation.
         while !shutdown.is_cancelled() {
-            let batch = match self
-                .replayer
-                .operation_batch(operation, cursor, LEASE)
-                .await
-            {
-                Ok(Some(replayed)) => replayed.batch,
+            let batch = match self.batch(operation, cursor).await {
+                Ok(Some(next)) => next,
                 Ok(None) => {
-                    tracing::info!(operation = %operation.id, "bulk replay cancelled");
+                    tracing::info!(operation = %operation.id, "bulk operation cancelled");
                     return;
                 }
                 Err(error) => {
                     failures += 1;
-                    tracing::warn!(%error, operation = %operation.id, failures, "bulk replay batch failed");
+                    tracing::warn!(%error, operation = %operation.id, failures, "bulk operation batch failed");
                     if failures >= MAX_BATCH_FAILURES {
                         let _ = self
                             .store
@@ -98,7 +120,7 @@ impl Runner {
                 }
             };
             failures = 0;
-            match batch.next {
+            match batch {
                 Some(next) => cursor = Some(next),
                 None if self.left_behind(operation).await => {
                     // Batches pass over rows another replay or purge held at that moment; if
@@ -111,7 +133,7 @@ impl Runner {
                     if let Err(error) = self.store.finish_operation(operation.id, None).await {
                         tracing::warn!(%error, operation = %operation.id, "cannot mark the operation finished; it will be resumed");
                     }
-                    tracing::info!(operation = %operation.id, "bulk replay done");
+                    tracing::info!(operation = %operation.id, "bulk operation done");
                     return;
                 }
             }

@@ -1,12 +1,16 @@
-//! Replaying dead letters: their deliveries get a fresh attempt budget in Postgres, then their
-//! events go back on the streams. Shared by the CLI, the admin API and bulk operations.
+//! Replaying dead letters and redelivering events: their deliveries get a fresh attempt budget
+//! in Postgres, then their events go back on the streams. Shared by the CLI, the admin API and
+//! bulk operations.
 
 use crate::config::Config;
 use crate::queue::stream::Streams;
+use crate::store::Keyset;
 use crate::store::dead_letters::{Cursor, DeadLetterFilter, ReplayBatch};
 use crate::store::operations::Operation;
+use crate::store::redeliver::{RedeliverBatch, RedeliverError, Redelivered};
 use crate::store::routes::Routes;
 use crate::store::{Store, StoreError};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -81,6 +85,43 @@ impl Replayer {
         })
     }
 
+    /// Sends `event` again to `destinations` (all of its destinations when `None`). The
+    /// second value is false when Redis failed: the scheduler enqueues the event shortly.
+    pub async fn redeliver(
+        &self,
+        event: Uuid,
+        destinations: Option<&[String]>,
+    ) -> Result<(Redelivered, bool), RedeliverError> {
+        let redelivered = self
+            .store
+            .redeliver(event, destinations, &self.routes)
+            .await?;
+        if redelivered.destinations.is_empty() {
+            return Ok((redelivered, true));
+        }
+        let events = HashMap::from([(redelivered.source.clone(), vec![event])]);
+        let not_enqueued = self.enqueue_events(&events).await;
+        Ok((redelivered, not_enqueued == 0))
+    }
+
+    /// Redelivers the next batch of events of a bulk redelivery, recording its progress;
+    /// `None` once the operation is no longer running (cancelled).
+    pub async fn redeliver_operation_batch(
+        &self,
+        operation: &Operation,
+        after: Option<Keyset>,
+        lease: Duration,
+    ) -> Result<Option<RedeliverBatch>, StoreError> {
+        let batch = self
+            .store
+            .redeliver_operation_batch(operation, after, &self.routes, lease)
+            .await?;
+        if let Some(batch) = &batch {
+            self.enqueue_events(&batch.events_by_source).await;
+        }
+        Ok(batch)
+    }
+
     pub fn routes(&self) -> &Routes {
         &self.routes
     }
@@ -103,8 +144,17 @@ impl Replayer {
     }
 
     async fn enqueue(&self, batch: ReplayBatch) -> Replayed {
+        let not_enqueued = self.enqueue_events(&batch.events_by_source).await;
+        Replayed {
+            batch,
+            not_enqueued,
+        }
+    }
+
+    /// Puts revived events on their sources' streams; returns how many were not (Redis failed).
+    async fn enqueue_events(&self, events_by_source: &HashMap<String, Vec<Uuid>>) -> usize {
         let mut not_enqueued = 0;
-        for (source, events) in &batch.events_by_source {
+        for (source, events) in events_by_source {
             if self.backing_off() {
                 not_enqueued += events.len();
                 continue;
@@ -116,9 +166,6 @@ impl Replayer {
                     Some((error.to_string(), Instant::now()));
             }
         }
-        Replayed {
-            batch,
-            not_enqueued,
-        }
+        not_enqueued
     }
 }

@@ -4,11 +4,13 @@
 mod common;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use common::proxy::{Proxy, postgres_addr, postgres_via};
 use common::sink::{Answer, Sink};
 use common::{Reply, Running, TestEnv, seed, sign};
 use hookgate::app::{Gateway, Roles};
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -222,6 +224,21 @@ async fn poll(gw: &Running, path: &str, done: impl Fn(&Reply) -> bool) -> Reply 
     }
 }
 
+/// `source`'s deliveries pending after a replay with the configured budget ahead of them:
+/// [`BUDGET`] attempts more than they had made.
+async fn with_fresh_budget(env: &TestEnv, source: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM deliveries d JOIN events e ON e.id = d.event_id
+         WHERE e.source = $1 AND d.state = 'pending' AND d.reason = 'replayed'
+           AND d.max_attempts = d.attempts + $2::bigint",
+    )
+    .bind(source)
+    .bind(BUDGET)
+    .fetch_one(&env.db)
+    .await
+    .unwrap()
+}
+
 /// Holds a lock that makes replay batches wait (writes) but not reads, until rolled back.
 async fn lock_dead_letters(env: &TestEnv) -> sqlx::Transaction<'static, sqlx::Postgres> {
     let mut lock = env.db.begin().await.unwrap();
@@ -319,19 +336,26 @@ async fn requests_without_a_valid_token_are_refused_and_read_tokens_cannot_chang
         &base64::engine::general_purpose::STANDARD,
         format!("oncall:{ONCALL}"),
     );
+    // Each refusal says what was wrong with what was sent.
+    const NO_HEADER: &str = "send the token as \"Authorization: Bearer <token>\"";
+    const NOT_BEARER: &str = "must be \"Bearer <token>\"";
+    const UNKNOWN: &str = "the token is not valid";
     let refused = [
-        None,
-        Some("Bearer wrong-token-0123456789".to_string()),
-        Some(format!("Bearer {}", &ONCALL[..ONCALL.len() - 1])),
-        Some(format!("Bearer {ONCALL}x")),
-        Some(ONCALL.to_string()),
-        Some(format!("Token {ONCALL}")),
-        Some(format!("Basic {base64}")),
-        Some("Bearer".to_string()),
-        Some("Bearer ".to_string()),
+        (None, NO_HEADER),
+        (Some("Bearer wrong-token-0123456789".to_string()), UNKNOWN),
+        (
+            Some(format!("Bearer {}", &ONCALL[..ONCALL.len() - 1])),
+            UNKNOWN,
+        ),
+        (Some(format!("Bearer {ONCALL}x")), UNKNOWN),
+        (Some(ONCALL.to_string()), NOT_BEARER),
+        (Some(format!("Token {ONCALL}")), NOT_BEARER),
+        (Some(format!("Basic {base64}")), NOT_BEARER),
+        (Some("Bearer".to_string()), NOT_BEARER),
+        (Some("Bearer ".to_string()), NOT_BEARER),
     ];
     for (method, path) in &every {
-        for authorization in &refused {
+        for (authorization, why) in &refused {
             let mut request = gw
                 .admin_http
                 .request(method.clone(), format!("{}{path}", gw.admin));
@@ -342,7 +366,7 @@ async fn requests_without_a_valid_token_are_refused_and_read_tokens_cannot_chang
                 request = request.json(&json!({"all": true}));
             }
             let reply = send(request).await;
-            assert_problem(&reply, 401, "unauthorized", "");
+            assert_problem(&reply, 401, "unauthorized", why);
             assert_eq!(
                 reply.header("www-authenticate"),
                 Some("Bearer realm=\"hookgate-admin\""),
@@ -352,7 +376,7 @@ async fn requests_without_a_valid_token_are_refused_and_read_tokens_cannot_chang
     }
     // Authentication comes before validation: a stranger learns nothing from a bad query.
     let reply = send(gw.admin_http.get(format!("{}/v1/events?limit=0", gw.admin))).await;
-    reply.assert_problem(401, "unauthorized");
+    assert_problem(&reply, 401, "unauthorized", NO_HEADER);
 
     for path in &reads {
         let reply = gw.admin_get(path, VIEWER).await;
@@ -450,7 +474,6 @@ async fn events_are_listed_newest_first_by_source_status_and_time_across_pages()
     let fresh_at = Utc::now() - TimeDelta::minutes(30);
     add("github", 99, fresh_at, "pending").await;
     let fresh = rows.last().unwrap().id;
-    assert_eq!(rows.len(), 58);
 
     // Without a limit: the newest 50, and a cursor to the rest.
     let first = gw.admin_get("/v1/events", VIEWER).await;
@@ -548,6 +571,61 @@ async fn events_are_listed_newest_first_by_source_status_and_time_across_pages()
     });
     assert!(expected.len() >= 3, "spans pages: {expected:?}");
     assert_eq!(walk(&gw, &path, 2).await.0, expected);
+}
+
+/// Keyset pages: webhooks arriving between pages push nothing that existed at the first page
+/// off a later page or onto it twice.
+#[tokio::test]
+async fn events_listed_page_by_page_while_new_ones_arrive_show_each_earlier_one_once() {
+    let env = TestEnv::new().await;
+    let gw = seeded_gateway(&env).await;
+    for n in 0..30 {
+        receive(
+            &gw,
+            &format!("before-{n}"),
+            format!("{{\"n\":{n}}}").as_bytes(),
+        )
+        .await;
+    }
+    // Equal times, which only the id orders.
+    for n in 0..10 {
+        seed::event(
+            &env.db,
+            "github",
+            &format!("tied-{n}"),
+            "2026-01-01T00:00:00Z",
+            "pending",
+        )
+        .await;
+    }
+    let existing: HashSet<Uuid> = sqlx::query_scalar("SELECT id FROM events")
+        .fetch_all(&env.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+
+    let mut listed = Vec::new();
+    let mut arrived = 0;
+    let mut path = "/v1/events?limit=7".to_string();
+    loop {
+        let page = gw.admin_get(&path, VIEWER).await;
+        assert_eq!(page.status, 200, "{page:?}");
+        listed.extend(item_ids(&page));
+        for _ in 0..3 {
+            receive(&gw, &format!("during-{arrived}"), b"{}").await;
+            arrived += 1;
+        }
+        match page.json["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/events?limit=7&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let unique: HashSet<Uuid> = listed.iter().copied().collect();
+    assert_eq!(unique.len(), listed.len(), "an event was listed twice");
+    let gaps: Vec<&Uuid> = existing.difference(&unique).collect();
+    assert!(gaps.is_empty(), "never listed: {gaps:?}");
+    assert!(arrived >= 3 * 6, "{arrived} arrived while paging");
 }
 
 #[tokio::test]
@@ -993,12 +1071,6 @@ async fn a_bulk_replay_of_thousands_runs_as_an_operation_and_replays_only_its_se
             3_000,
         ),
         (
-            "SELECT count(*) FROM deliveries d JOIN events e ON e.id = d.event_id
-             WHERE e.source = 'github' AND d.state = 'pending' AND d.reason = 'replayed'
-               AND d.max_attempts = 7",
-            3_000,
-        ),
-        (
             "SELECT count(*) FROM events WHERE source = 'github' AND status = 'pending'",
             3_000,
         ),
@@ -1018,7 +1090,11 @@ async fn a_bulk_replay_of_thousands_runs_as_an_operation_and_replays_only_its_se
     ] {
         assert_eq!(env.count(sql).await, expected, "{sql}");
     }
-    assert_eq!(SEEDED_ATTEMPTS + BUDGET, 7);
+    assert_eq!(
+        with_fresh_budget(&env, "github").await,
+        3_000,
+        "each replayed delivery may make BUDGET more attempts"
+    );
     assert_eq!(env.stream_len("github").await, 3_000);
     assert_eq!(env.stream_len("gitlab").await, 0);
     assert_eq!(listed(&gw, "/v1/dead-letters?source=github").await, NONE);
@@ -1045,6 +1121,101 @@ async fn a_bulk_replay_of_thousands_runs_as_an_operation_and_replays_only_its_se
         3_000,
         "nothing replayed twice"
     );
+}
+
+/// Postgres goes away under a process that runs the admin API alone: reads and writes answer
+/// `503 store-unavailable` with `Retry-After`, and the API answers again once it is back.
+#[tokio::test]
+async fn the_admin_api_answers_503_while_postgres_is_away() {
+    let env = TestEnv::new().await;
+    let proxy = Proxy::start(postgres_addr(&env)).await;
+    let database_url = postgres_via(&env, &proxy);
+    let config = env.config_with(&database_url, &common::redis_url(), &seeded_sources());
+    let admin_only = Roles {
+        receiver: false,
+        worker: false,
+    };
+    let gateway = Gateway::start(config, admin_only).await.unwrap();
+    assert_eq!(gateway.public_addr, None);
+    let letter = seed::dead_letter(&env.db, "github", "ci", "2026-01-01T09:00:00Z").await;
+    let http = reqwest::Client::new();
+    let call = async |method: Method, path: &str| {
+        let url = format!("http://{}{path}", gateway.admin_addr);
+        send(http.request(method, url).bearer_auth(ONCALL)).await
+    };
+    let shown = format!("/v1/dead-letters/{letter}");
+    assert_eq!(call(Method::GET, &shown).await.status, 200);
+
+    proxy.cut();
+    for (method, path) in [
+        (Method::GET, "/v1/events".to_string()),
+        (Method::GET, "/v1/dead-letters".to_string()),
+        (Method::GET, shown.clone()),
+        (Method::POST, format!("{shown}/replay")),
+    ] {
+        let reply = call(method.clone(), &path).await;
+        assert_problem(&reply, 503, "store-unavailable", "try again");
+        assert_eq!(reply.retry_after.as_deref(), Some("5"), "{method} {path}");
+    }
+
+    proxy.restore().await;
+    let back = call(Method::GET, &shown).await;
+    assert_eq!(back.status, 200, "{back:?}");
+    assert_eq!(
+        back.json["replayed_at"],
+        Value::Null,
+        "the refused replay changed nothing"
+    );
+    gateway.shutdown_token().cancel();
+    gateway.wait().await.unwrap();
+}
+
+/// Credentials a client or proxy adds are stored as `[redacted]`, and the admin API shows
+/// them so; the other headers come back as sent.
+#[tokio::test]
+async fn stored_headers_shown_by_the_admin_api_have_credentials_redacted() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    sink.set_default(Answer::status(500));
+    let gw = env.start(&delivering_to(&sink, 1, "100ms")).await;
+    let body = br#"{"action":"opened"}"#;
+    let mut headers = sign::github(SECRET, "d-credentials", body);
+    for (name, value) in [
+        ("Authorization", "Bearer authorization-secret"),
+        ("Proxy-Authorization", "Basic cHJveHk6c2VjcmV0"),
+        ("Cookie", "session=cookie-secret"),
+        ("X-Team", "builds"),
+    ] {
+        headers.push((name.to_string(), value.to_string()));
+    }
+    let reply = gw.post("github", &headers, body).await;
+    assert_eq!(reply.json["status"], "accepted", "{reply:?}");
+    let listing = poll(&gw, "/v1/dead-letters", |r| {
+        r.json["items"].as_array().is_some_and(|i| !i.is_empty())
+    })
+    .await;
+    let letter = item_ids(&listing)[0];
+    let shown = gw
+        .admin_get(&format!("/v1/dead-letters/{letter}"), VIEWER)
+        .await;
+    assert_eq!(shown.status, 200, "{shown:?}");
+    let stored = shown.json["headers"].as_array().unwrap();
+    for expected in [
+        json!(["authorization", "[redacted]"]),
+        json!(["proxy-authorization", "[redacted]"]),
+        json!(["cookie", "[redacted]"]),
+        json!(["x-team", "builds"]),
+        json!(["x-github-delivery", "d-credentials"]),
+    ] {
+        assert!(
+            stored.contains(&expected),
+            "{expected} missing from {stored:?}"
+        );
+    }
+    let text = shown.json.to_string();
+    for secret in ["authorization-secret", "cHJveHk6c2VjcmV0", "cookie-secret"] {
+        assert!(!text.contains(secret), "{secret} shown: {text}");
+    }
 }
 
 /// `matched` is what the filter selected when the operation started: dead letters that arrive
@@ -1250,7 +1421,12 @@ async fn bad_requests_get_a_problem_naming_what_is_wrong() {
             format!("/v1/operations/{malformed}"),
             format!("/v1/operations/{malformed}/result"),
         ] {
-            assert_problem(&get(&path).await, 400, "bad-path", "");
+            assert_problem(
+                &get(&path).await,
+                400,
+                "bad-path",
+                &format!("`{malformed}`"),
+            );
         }
         for (method, path) in [
             (Method::POST, format!("/v1/dead-letters/{malformed}/replay")),
@@ -1258,7 +1434,7 @@ async fn bad_requests_get_a_problem_naming_what_is_wrong() {
             (Method::DELETE, format!("/v1/operations/{malformed}")),
         ] {
             let reply = send(gw.admin_request(method, &path, ONCALL)).await;
-            assert_problem(&reply, 400, "bad-path", "");
+            assert_problem(&reply, 400, "bad-path", &format!("`{malformed}`"));
         }
     }
 
@@ -1300,9 +1476,14 @@ async fn bad_requests_get_a_problem_naming_what_is_wrong() {
     let not_json = bulk()
         .header("content-type", "application/json")
         .body("replay everything, please");
-    assert_problem(&send(not_json).await, 400, "bad-body", "");
+    assert_problem(&send(not_json).await, 400, "bad-body", "as JSON");
     let untyped = bulk().body(r#"{"all": true}"#);
-    assert_problem(&send(untyped).await, 415, "bad-body", "");
+    assert_problem(
+        &send(untyped).await,
+        415,
+        "bad-body",
+        "Content-Type: application/json",
+    );
     assert_problem(
         &send(bulk().json(&json!({"sorce": "github"}))).await,
         422,
@@ -1313,14 +1494,19 @@ async fn bad_requests_get_a_problem_naming_what_is_wrong() {
         &send(bulk().json(&json!({"all": "yes"}))).await,
         422,
         "bad-body",
-        "",
+        "all: invalid type",
     );
 
     // Neither a route nor a method the API has.
     let reply = get("/v1/event").await;
     assert_problem(&reply, 404, "not-found", "no such admin route");
     let reply = send(gw.admin_request(Method::PUT, "/v1/events", ONCALL)).await;
-    assert_problem(&reply, 405, "method-not-allowed", "");
+    assert_problem(
+        &reply,
+        405,
+        "method-not-allowed",
+        "does not take that method",
+    );
 
     // None of it changed anything.
     assert_eq!(env.count("SELECT count(*) FROM operations").await, 0);
@@ -1331,9 +1517,10 @@ async fn bad_requests_get_a_problem_naming_what_is_wrong() {
     );
 }
 
-/// `/v1/openapi.json` names only routes the listener serves, and every route it serves.
+/// Every route `/v1/openapi.json` names is served by a running admin listener (the router's
+/// route table is held against the same document in src/admin/mod.rs: nothing else routes).
 #[tokio::test]
-async fn the_openapi_document_lists_exactly_the_routes_served() {
+async fn every_route_the_openapi_document_lists_is_served() {
     let env = TestEnv::new().await;
     let gw = seeded_gateway(&env).await;
     let reply = gw.admin_get("/v1/openapi.json", VIEWER).await;
@@ -1373,12 +1560,10 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     const METHODS: [&str; 8] = [
         "get", "put", "post", "delete", "patch", "head", "options", "trace",
     ];
-    let mut documented = Vec::new();
     for (path, item) in paths {
         let full = format!("{prefix}{path}");
         let concrete = generic(&full).replace("{}", &Uuid::new_v4().to_string());
         for method in METHODS.iter().filter(|m| item.get(**m).is_some()) {
-            documented.push((generic(&full), method.to_string()));
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let mut request = gw.admin_request(method.clone(), &concrete, ONCALL);
             if method == Method::POST {
@@ -1395,25 +1580,6 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
                     .is_some_and(|d| d.starts_with("no such admin route"));
             assert!(!fallback, "{method} {full} is documented: {reply:?}");
         }
-    }
-    for (path, method) in [
-        ("/metrics", "get"),
-        ("/v1/openapi.json", "get"),
-        ("/v1/events", "get"),
-        ("/v1/events/{}", "get"),
-        ("/v1/dead-letters", "get"),
-        ("/v1/dead-letters/replay", "post"),
-        ("/v1/dead-letters/{}", "get"),
-        ("/v1/dead-letters/{}", "delete"),
-        ("/v1/dead-letters/{}/replay", "post"),
-        ("/v1/operations/{}", "get"),
-        ("/v1/operations/{}", "delete"),
-        ("/v1/operations/{}/result", "get"),
-    ] {
-        assert!(
-            documented.contains(&(path.to_string(), method.to_string())),
-            "{method} {path} is served but not documented in {documented:?}"
-        );
     }
 }
 
@@ -1514,11 +1680,7 @@ async fn a_bulk_replay_survives_the_death_of_its_process_and_is_resumed_elsewher
         assert_eq!(env.count(sql).await, 5_000, "{sql}");
     }
     // Replayed once each: a second replay would have raised the budget twice.
-    assert_eq!(
-        env.count("SELECT count(*) FROM deliveries WHERE max_attempts <> 7")
-            .await,
-        0
-    );
+    assert_eq!(with_fresh_budget(&env, "github").await, 5_000);
     rescuer.stop().await;
 }
 

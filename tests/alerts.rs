@@ -1,18 +1,22 @@
 //! Dead-letter depth alerts: the log, the gauge and the alert webhook, once per change.
+//!
+//! The gateways of one test binary share one metrics recorder, so each test has a source of
+//! its own and reads only that source's series.
 
 mod common;
 
 use common::sink::{Answer, Sink};
-use common::{Running, TestEnv, sign};
+use common::{Running, TestEnv, seed, sign};
 use serde_json::Value;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SECRET: &str = "s3cret";
 const TOKEN: &str = "alerts-test-token-0123456789";
-/// Depths are checked every 5 s, so a change is announced within about that.
+/// Depths are checked every 5 s, so a change is seen within about that.
 const WAIT: Duration = Duration::from_secs(20);
+const THRESHOLD: u64 = 2;
 
-fn config(alerts: &Sink, destination: &Sink) -> String {
+fn config(source: &str, alerts: &Sink, destination: &Sink) -> String {
     format!(
         r#"
         alert_webhook_url = "{}"
@@ -29,10 +33,10 @@ fn config(alerts: &Sink, destination: &Sink) -> String {
         scopes = ["read", "replay"]
 
         [[sources]]
-        name = "github"
+        name = "{source}"
         provider = "github"
         secrets = ["{SECRET}"]
-        dead_letter_alert = 2
+        dead_letter_alert = {THRESHOLD}
 
           [[sources.destinations]]
           name = "ci"
@@ -42,10 +46,10 @@ fn config(alerts: &Sink, destination: &Sink) -> String {
     )
 }
 
-async fn post(gateway: &Running, n: usize) {
+async fn post(gateway: &Running, source: &str, n: usize) {
     let body = format!(r#"{{"n":{n}}}"#);
     let headers = sign::github(SECRET, &format!("delivery-{n}"), body.as_bytes());
-    let reply = gateway.post("github", &headers, body.as_bytes()).await;
+    let reply = gateway.post(source, &headers, body.as_bytes()).await;
     assert_eq!(reply.status, 200, "{reply:?}");
 }
 
@@ -57,51 +61,69 @@ fn notifications(alerts: &Sink) -> Vec<Value> {
         .collect()
 }
 
-async fn gauge(gateway: &Running) -> String {
+/// The value of gauge `name` for `source`, once a round has set it.
+async fn gauge(gateway: &Running, name: &str, source: &str) -> Option<f64> {
+    let series = format!("{name}{{source=\"{source}\"}} ");
     let text = gateway.metrics().await;
-    text.lines()
-        .find(|l| l.starts_with("hookgate_dead_letter_alert{source=\"github\"}"))
-        .unwrap_or_default()
-        .to_string()
+    let line = text.lines().find(|l| l.starts_with(&series))?;
+    Some(line[series.len()..].parse().unwrap())
+}
+
+/// Waits until gauge `name` for `source` reads `value`: a round of observation has seen what
+/// the test just set up.
+async fn until_gauge(gateway: &Running, name: &str, source: &str, value: f64) {
+    let started = Instant::now();
+    loop {
+        let read = gauge(gateway, name, source).await;
+        if read == Some(value) {
+            return;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "{name}{{source={source:?}}} is {read:?}, not {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
 async fn crossing_the_threshold_alerts_once_and_recovering_resolves() {
+    const SOURCE: &str = "alerting";
     let env = TestEnv::new().await;
     let alerts = Sink::start().await;
     let destination = Sink::start().await;
     destination.set_default(Answer::status(500));
-    let text = config(&alerts, &destination);
+    let text = config(SOURCE, &alerts, &destination);
     // Two processes watch the same depths: still one notification per change.
     let first = Running::start(env.config(&text)).await;
     let second = Running::start(env.config(&text)).await;
 
-    post(&first, 1).await;
+    post(&first, SOURCE, 1).await;
     destination.wait_for(1, WAIT).await;
-    // One dead letter is below the threshold: nothing is announced.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // A round has seen the one dead letter, which is below the threshold: nothing announced.
+    until_gauge(&first, "hookgate_dead_letter_depth", SOURCE, 1.0).await;
+    assert_eq!(
+        gauge(&first, "hookgate_dead_letter_alert", SOURCE).await,
+        Some(0.0)
+    );
     assert!(alerts.received().is_empty(), "{:?}", notifications(&alerts));
 
-    post(&first, 2).await;
+    post(&first, SOURCE, 2).await;
     alerts.wait_for(1, WAIT).await;
     let firing = &notifications(&alerts)[0];
     assert_eq!(firing["alert"], "dead_letter_depth");
     assert_eq!(firing["state"], "firing");
-    assert_eq!(firing["source"], "github");
+    assert_eq!(firing["source"], SOURCE);
     assert_eq!(firing["depth"], 2);
-    assert_eq!(firing["threshold"], 2);
-    assert!(
-        gauge(&first).await.ends_with(" 1"),
-        "{}",
-        gauge(&first).await
-    );
+    assert_eq!(firing["threshold"], THRESHOLD);
+    until_gauge(&first, "hookgate_dead_letter_alert", SOURCE, 1.0).await;
 
     destination.set_default(Answer::status(200));
     let started = first
         .http
         .post(format!("{}/v1/dead-letters/replay", first.admin))
         .bearer_auth(TOKEN)
-        .json(&serde_json::json!({ "source": "github" }))
+        .json(&serde_json::json!({ "source": SOURCE }))
         .send()
         .await
         .unwrap();
@@ -109,42 +131,55 @@ async fn crossing_the_threshold_alerts_once_and_recovering_resolves() {
     alerts.wait_for(2, WAIT).await;
     let resolved = &notifications(&alerts)[1];
     assert_eq!(resolved["state"], "resolved");
+    assert_eq!(resolved["source"], SOURCE);
     assert_eq!(resolved["depth"], 0);
-    assert!(
-        gauge(&first).await.ends_with(" 0"),
-        "{}",
-        gauge(&first).await
-    );
+    until_gauge(&first, "hookgate_dead_letter_alert", SOURCE, 0.0).await;
 
-    // Several more rounds of both processes: no repeated announcements.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    assert_eq!(
-        notifications(&alerts).len(),
-        2,
-        "{:?}",
-        notifications(&alerts)
-    );
+    // More rounds, each one seen to happen: the depth moves below the threshold and back, and
+    // neither process announces anything again.
+    for round in 1..=3 {
+        let letter = seed::dead_letter(&env.db, SOURCE, "ci", "2026-01-01T09:00:00Z").await;
+        until_gauge(&first, "hookgate_dead_letter_depth", SOURCE, 1.0).await;
+        sqlx::query("UPDATE dead_letters SET replayed_at = now() WHERE id = $1")
+            .bind(letter)
+            .execute(&env.db)
+            .await
+            .unwrap();
+        until_gauge(&first, "hookgate_dead_letter_depth", SOURCE, 0.0).await;
+        assert_eq!(
+            notifications(&alerts).len(),
+            2,
+            "round {round}: {:?}",
+            notifications(&alerts)
+        );
+    }
     first.stop().await;
     second.stop().await;
 }
 
 #[tokio::test]
 async fn an_alert_receiver_that_fails_gets_the_alert_again() {
+    const SOURCE: &str = "retried-alert";
     let env = TestEnv::new().await;
     let alerts = Sink::start().await;
     alerts.script(&[Answer::status(503), Answer::status(500)]);
     let destination = Sink::start().await;
     destination.set_default(Answer::status(500));
-    let gateway = Running::start(env.config(&config(&alerts, &destination))).await;
+    let gateway = Running::start(env.config(&config(SOURCE, &alerts, &destination))).await;
 
-    post(&gateway, 1).await;
-    post(&gateway, 2).await;
+    post(&gateway, SOURCE, 1).await;
+    post(&gateway, SOURCE, 2).await;
     let received = alerts.wait_for(3, WAIT).await;
     let bodies: Vec<Value> = received
         .iter()
         .map(|r| serde_json::from_slice(&r.body).unwrap())
         .collect();
-    assert!(bodies.iter().all(|b| b["state"] == "firing"), "{bodies:?}");
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b["state"] == "firing" && b["source"] == SOURCE),
+        "{bodies:?}"
+    );
     assert!(
         bodies.iter().all(|b| b["at"] == bodies[0]["at"]),
         "one alert, retried: {bodies:?}"

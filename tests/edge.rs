@@ -56,6 +56,16 @@ fn signed_head(source: &str, delivery: &str, body: &[u8], chunked: bool) -> Vec<
     head.into_bytes()
 }
 
+/// A signed `{}` webhook to source `github` of the receiver at `base`, ready to send.
+fn signed_post(base: &str, delivery: &str) -> reqwest::RequestBuilder {
+    let request = reqwest::Client::new()
+        .post(format!("{base}/webhooks/github"))
+        .body("{}");
+    sign::github(SECRET, delivery, b"{}")
+        .into_iter()
+        .fold(request, |r, (name, value)| r.header(name, value))
+}
+
 fn received(source: &str, outcome: &str, count: u64) -> String {
     format!(
         "hookgate_webhooks_received_total{{source=\"{source}\",outcome=\"{outcome}\"}} {count}\n"
@@ -401,16 +411,13 @@ async fn a_thousand_slow_clients_cannot_keep_a_webhook_out_of_a_receiver_with_10
     }
 
     let started = Instant::now();
-    let request = reqwest::Client::new()
-        .post(format!("{}/webhooks/github", hookgate.public))
-        .body("{}");
-    let request = sign::github(SECRET, "after-the-crowd", b"{}")
-        .into_iter()
-        .fold(request, |r, (name, value)| r.header(name, value));
-    let reply = tokio::time::timeout(WAIT, request.send())
-        .await
-        .expect("the webhook is answered")
-        .unwrap();
+    let reply = tokio::time::timeout(
+        WAIT,
+        signed_post(&hookgate.public, "after-the-crowd").send(),
+    )
+    .await
+    .expect("the webhook is answered")
+    .unwrap();
     assert_eq!(reply.status(), 200);
     assert!(
         started.elapsed() < header_timeout + Duration::from_secs(3),
@@ -423,12 +430,13 @@ async fn a_thousand_slow_clients_cannot_keep_a_webhook_out_of_a_receiver_with_10
     drop(slow);
 }
 
-/// `max_connections` (4,096 by default) plus the reserve cannot fit 1,024 open files: the
-/// process says so in one line and exits non-zero instead of failing accepts later.
+/// A `max_connections` set in the config (here 4,096) that cannot fit 1,024 open files beside
+/// the reserve: the process says so in one line and exits non-zero instead of failing accepts
+/// later.
 #[tokio::test]
 async fn a_receiver_refuses_to_start_when_max_connections_cannot_fit_its_open_file_limit() {
     let env = TestEnv::new().await;
-    let mut hookgate = Hookgate::spawn(&env, "", Some(1024));
+    let mut hookgate = Hookgate::spawn(&env, "max_connections = 4096", Some(1024));
     let status = hookgate.exited_within(WAIT).await.expect("hookgate exits");
     assert!(!status.success());
     let stderr = hookgate.stderr();
@@ -436,6 +444,25 @@ async fn a_receiver_refuses_to_start_when_max_connections_cannot_fit_its_open_fi
     assert!(
         stderr.starts_with("hookgate: 4096 public connections (edge.max_connections)")
             && stderr.contains("may open only 1024"),
+        "{stderr}"
+    );
+}
+
+/// Without `max_connections` a host whose limit is below the default still starts: the cap is
+/// what fits, and the log says so.
+#[tokio::test]
+async fn without_max_connections_a_low_open_file_limit_lowers_the_cap_and_says_so() {
+    let env = TestEnv::new().await;
+    let hookgate = Hookgate::spawn(&env, "", Some(1024));
+    hookgate.ready().await;
+    let reply = signed_post(&hookgate.public, "capped")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let stderr = hookgate.stderr();
+    assert!(
+        stderr.contains("fewer public connections than the default 4096"),
         "{stderr}"
     );
 }

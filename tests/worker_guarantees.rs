@@ -101,6 +101,8 @@ async fn a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owners_outcome() 
     );
 }
 
+/// Only a redelivery (reason `redelivered`) may move a delivered delivery back to pending, and a
+/// delivered event only back to pending, which its revived delivery then decides.
 #[tokio::test]
 async fn the_audit_trigger_refuses_to_move_a_delivered_delivery_or_event_back() {
     let env = TestEnv::new().await;
@@ -121,10 +123,6 @@ async fn the_audit_trigger_refuses_to_move_a_delivered_delivery_or_event_back() 
         (
             "UPDATE deliveries SET state = 'dead', reason = 'attempts exhausted (3)'",
             "delivery transition delivered -> dead is not allowed",
-        ),
-        (
-            "UPDATE events SET status = 'pending'",
-            "event transition delivered -> pending is not allowed",
         ),
         (
             "UPDATE events SET status = 'dead_lettered'",

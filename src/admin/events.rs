@@ -20,6 +20,7 @@ const STATUSES: [&str; 3] = ["pending", "delivered", "dead_lettered"];
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     source: Option<String>,
+    external_id: Option<String>,
     status: Option<String>,
     since: Option<String>,
     until: Option<String>,
@@ -27,25 +28,19 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-/// `GET /v1/events`: newest first.
+/// `GET /v1/events`: newest first; `external_id` finds an event by the provider's id.
 pub async fn list(
     _: Authorized<Read>,
     State(admin): State<Arc<Admin>>,
     Params(query): Params<ListQuery>,
 ) -> Result<Json<Listing<EventSummary>>, ApiError> {
-    if let Some(status) = &query.status
-        && !STATUSES.contains(&status.as_str())
-    {
-        return Err(ApiError::bad(
-            "bad-status",
-            format!("status={status:?} must be one of {}", STATUSES.join(", ")),
-        ));
-    }
+    check_status(query.status.as_deref())?;
     let params::Range { since, until } =
         params::range(query.since.as_deref(), query.until.as_deref())?;
     let page = Page::parse(query.limit.as_deref(), query.cursor.as_deref())?;
     let filter = EventFilter {
         source: params::text("source", query.source)?,
+        external_id: params::text("external_id", query.external_id)?,
         status: query.status,
         since,
         until,
@@ -58,6 +53,17 @@ pub async fn list(
         at: e.received_at,
         id: e.id,
     })))
+}
+
+/// An event `status` filter must name one.
+pub fn check_status(status: Option<&str>) -> Result<(), ApiError> {
+    match status {
+        Some(status) if !STATUSES.contains(&status) => Err(ApiError::bad(
+            "bad-status",
+            format!("status={status:?} must be one of {}", STATUSES.join(", ")),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `GET /v1/events/{id}`, with `Retry-After` while a delivery is still to be attempted: when

@@ -1,9 +1,10 @@
-//! Bulk replay as a long-running operation: `202 Accepted` and a resource to poll, since
-//! replaying 100,000 dead letters outlives any HTTP request. `crate::operations` runs them.
+//! Bulk replay and bulk redelivery as long-running operations: `202 Accepted` and a resource
+//! to poll, since replaying 100,000 dead letters outlives any HTTP request. `crate::operations` runs them.
 
 use super::Admin;
 use super::auth::{Authorized, Read, Replay};
 use super::error::ApiError;
+use super::events::check_status;
 use super::params::{self, Body, Id};
 use crate::store::operations::{Operation, OperationFilter};
 use axum::Json;
@@ -57,30 +58,92 @@ pub async fn start_replay(
         destination: params::text("destination", request.destination)?,
         since,
         until,
+        status: None,
     };
-    let unfiltered = filter == OperationFilter::default();
-    if unfiltered != request.all {
-        return Err(ApiError::bad(
-            "bad-filter",
-            match unfiltered {
-                true => {
-                    "give a filter (source, destination, since, until), or \"all\": true to replay every dead letter"
-                }
-                false => "\"all\": true cannot be combined with a filter",
-            },
-        ));
-    }
+    check_filter(
+        &filter,
+        request.all,
+        "(source, destination, since, until)",
+        "replay every dead letter",
+    )?;
     let operation = admin.store.create_replay_operation(&filter).await?;
     admin.runner.wake.notify_one();
     tracing::info!(token = %auth.token, operation = %operation.id, matched = operation.matched, "bulk replay started");
+    Ok(started(operation))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedeliverRequest {
+    source: Option<String>,
+    destination: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    status: Option<String>,
+    /// Required when no filter is given: redelivering every event is never an accident.
+    #[serde(default)]
+    all: bool,
+}
+
+/// `POST /v1/events/redeliver`: 202 with `Location` of the operation.
+pub async fn start_redeliver(
+    auth: Authorized<Replay>,
+    State(admin): State<Arc<Admin>>,
+    Body(request): Body<RedeliverRequest>,
+) -> Result<Response, ApiError> {
+    let params::Range { since, until } =
+        params::range(request.since.as_deref(), request.until.as_deref())?;
+    check_status(request.status.as_deref())?;
+    let filter = OperationFilter {
+        source: params::text("source", request.source)?,
+        destination: params::text("destination", request.destination)?,
+        since,
+        until,
+        status: request.status,
+    };
+    check_filter(
+        &filter,
+        request.all,
+        "(source, destination, since, until, status)",
+        "redeliver every event",
+    )?;
+    let operation = admin.store.create_redeliver_operation(&filter).await?;
+    admin.runner.wake.notify_one();
+    tracing::info!(token = %auth.token, operation = %operation.id, matched = operation.matched, "bulk redelivery started");
+    Ok(started(operation))
+}
+
+/// A bulk operation acts on everything only when asked to with `"all": true`, and then on
+/// nothing narrower.
+fn check_filter(
+    filter: &OperationFilter,
+    all: bool,
+    filters: &str,
+    everything: &str,
+) -> Result<(), ApiError> {
+    let unfiltered = *filter == OperationFilter::default();
+    if unfiltered == all {
+        return Ok(());
+    }
+    Err(ApiError::bad(
+        "bad-filter",
+        match unfiltered {
+            true => format!("give a filter {filters}, or \"all\": true to {everything}"),
+            false => "\"all\": true cannot be combined with a filter".to_string(),
+        },
+    ))
+}
+
+/// `202 Accepted` with the new operation and its `Location`.
+fn started(operation: Operation) -> Response {
     let view = OperationView::from(operation);
     let location = HeaderValue::try_from(&view.href).expect("a path is a header value");
-    Ok((
+    (
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
         Json(view),
     )
-        .into_response())
+        .into_response()
 }
 
 async fn find(admin: &Admin, id: Uuid) -> Result<Operation, ApiError> {
@@ -131,7 +194,7 @@ pub async fn result(
     Ok(Json(operation.into()))
 }
 
-/// `DELETE /v1/operations/{id}`: cancels; dead letters already replayed stay replayed.
+/// `DELETE /v1/operations/{id}`: cancels; what was already replayed or redelivered stays so.
 pub async fn cancel(
     auth: Authorized<Replay>,
     State(admin): State<Arc<Admin>>,
@@ -148,6 +211,6 @@ pub async fn cancel(
             operation.state
         )));
     }
-    tracing::info!(token = %auth.token, operation = %id, "bulk replay cancelled");
+    tracing::info!(token = %auth.token, operation = %id, kind = %operation.kind, "bulk operation cancelled");
     Ok(Json(operation.into()))
 }

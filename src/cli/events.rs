@@ -1,8 +1,10 @@
-//! `hookgate events list|show`: the status resource from a shell, for operators with database
-//! access but no admin token at hand.
+//! `hookgate events list|show|redeliver`: the status resource from a shell, for operators with
+//! database access but no admin token at hand.
 
 use super::args::{self, Window, columns, one_line, print_json, rfc3339};
 use crate::config::Config;
+use crate::queue::stream::Streams;
+use crate::replay::Replayer;
 use crate::store::Store;
 use crate::store::status::{EventFilter, EventStatus, EventSummary};
 use anyhow::Context;
@@ -19,6 +21,9 @@ pub enum EventsCommand {
     List {
         #[arg(long)]
         source: Option<String>,
+        /// The provider's id of the event (exact match).
+        #[arg(long)]
+        external_id: Option<String>,
         /// pending, delivered or dead_lettered.
         #[arg(long, value_parser = STATUSES)]
         status: Option<String>,
@@ -40,6 +45,16 @@ pub enum EventsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Sends an event again to destinations it was delivered to (or dead-lettered for), with
+    /// the same webhook-id; prints its new states.
+    Redeliver {
+        id: String,
+        /// Only this destination (repeatable); every destination of the event without one.
+        #[arg(long = "destination")]
+        destinations: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
@@ -49,6 +64,7 @@ pub async fn run(config: &Config, command: EventsCommand) -> anyhow::Result<()> 
     match command {
         EventsCommand::List {
             source,
+            external_id,
             status,
             since,
             until,
@@ -58,6 +74,7 @@ pub async fn run(config: &Config, command: EventsCommand) -> anyhow::Result<()> 
             let window = Window::parse(since.as_deref(), until.as_deref(), Utc::now())?;
             let filter = EventFilter {
                 source,
+                external_id,
                 status,
                 since: window.since,
                 until: window.until,
@@ -80,6 +97,38 @@ pub async fn run(config: &Config, command: EventsCommand) -> anyhow::Result<()> 
                 .with_context(|| format!("no event {id}"))?;
             if json {
                 return print_json(&status);
+            }
+            print!("{}", describe(&status));
+            Ok(())
+        }
+        EventsCommand::Redeliver {
+            id,
+            destinations,
+            json,
+        } => {
+            let id = args::id("an event", &id)?;
+            connect().await?;
+            let streams = Streams::new(&config.redis_url, &config.stream_prefix)?;
+            let replayer = Replayer::new(config, store.clone(), streams);
+            let chosen = (!destinations.is_empty()).then_some(destinations.as_slice());
+            let (redelivered, enqueued) = replayer.redeliver(id, chosen).await?;
+            if !enqueued {
+                eprintln!(
+                    "warning: the event could not be queued on Redis ({}); \
+                     the scheduler will queue it",
+                    replayer.queue_error().unwrap_or_default()
+                );
+            }
+            let status = store
+                .event_status(id)
+                .await?
+                .with_context(|| format!("no event {id}"))?;
+            if json {
+                return print_json(&status);
+            }
+            match redelivered.destinations.as_slice() {
+                [] => println!("nothing to redeliver: every chosen delivery is still pending"),
+                names => println!("redelivering to {}", names.join(", ")),
             }
             print!("{}", describe(&status));
             Ok(())

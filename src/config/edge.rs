@@ -15,7 +15,9 @@ pub struct EdgeConfig {
     /// A kept-alive connection may wait this long for the first byte of its next request.
     pub idle_timeout: Duration,
     /// Open connections on the public listener; more wait in the kernel's accept queue.
-    pub max_connections: usize,
+    /// `None`: as many as the open-file limit leaves room for, up to
+    /// [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: Option<usize>,
     /// Bytes of webhook bodies held at once, from reading until their batch is stored.
     pub ingest_memory: usize,
     /// Webhooks waiting for a batch insert; beyond it requests are refused at once.
@@ -28,12 +30,15 @@ impl Default for EdgeConfig {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
-            max_connections: 4096,
+            max_connections: None,
             ingest_memory: 256 << 20,
             ingest_queue: 4096,
         }
     }
 }
+
+/// The public listener's cap when `max_connections` is not set and the open-file limit allows.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 /// Beyond these the numbers stop being budgets.
 const MAX_CONNECTIONS: usize = 1_000_000;
@@ -90,11 +95,14 @@ impl RawEdge {
             header_timeout,
             body_timeout,
             idle_timeout,
-            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections: self.max_connections,
             ingest_memory,
             ingest_queue: self.ingest_queue.unwrap_or(d.ingest_queue),
         };
-        if !(1..=MAX_CONNECTIONS).contains(&edge.max_connections) {
+        if edge
+            .max_connections
+            .is_some_and(|n| !(1..=MAX_CONNECTIONS).contains(&n))
+        {
             problems.push(format!(
                 "edge.max_connections: must be between 1 and {MAX_CONNECTIONS}"
             ));
@@ -167,7 +175,7 @@ mod tests {
                 header_timeout: Duration::from_secs(2),
                 body_timeout: Duration::from_secs(5),
                 idle_timeout: Duration::from_secs(90),
-                max_connections: 100,
+                max_connections: Some(100),
                 ingest_memory: 64 << 20,
                 ingest_queue: 10,
             }

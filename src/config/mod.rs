@@ -11,7 +11,7 @@ mod units;
 
 pub use admin::{AdminToken, Scope};
 pub use delivery::{Destination, RetryPolicy, Target, WorkerConfig};
-pub use edge::EdgeConfig;
+pub use edge::{DEFAULT_MAX_CONNECTIONS, EdgeConfig};
 pub use retention::Retention;
 pub use source::{Provider, Source};
 

@@ -63,7 +63,8 @@ impl Provider {
         match self {
             Self::Stripe => EventIdRule::json_pointer("/id"),
             Self::Github => EventIdRule::header("X-GitHub-Delivery"),
-            Self::Standard => EventIdRule::header("webhook-id"),
+            // The verifier takes Svix's `svix-*` names as well: so must the id.
+            Self::Standard => EventIdRule::first_header(&["webhook-id", "svix-id"]),
             Self::Shopify => EventIdRule::header("X-Shopify-Webhook-Id"),
             Self::Slack => EventIdRule {
                 from: Some(IdSource::JsonPointer("/event_id".into())),

@@ -11,7 +11,7 @@ mod open_files;
 mod stage;
 mod watched;
 
-pub use open_files::{OpenFilesError, ensure_open_files};
+pub use open_files::{OpenFilesError, connection_cap};
 
 use crate::config::EdgeConfig;
 use axum::Router;

@@ -6,6 +6,7 @@ pub mod deliveries;
 pub mod events;
 pub mod operations;
 pub mod pipeline;
+pub mod redeliver;
 pub mod retention;
 pub mod routes;
 pub mod status;

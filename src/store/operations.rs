@@ -1,4 +1,4 @@
-//! Long-running operations (bulk replays): created by the admin API, run by any process's
+//! Long-running operations (bulk replays and redeliveries): created by the admin API, run by any process's
 //! runner under a lease, resumable from their last committed position.
 
 use super::dead_letters::{BATCH, DeadLetterFilter, ReplayBatch, replay_batch_in, replay_select};
@@ -6,11 +6,13 @@ use super::routes::Routes;
 use super::{Keyset, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 use sqlx::types::Json;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// The selection a bulk replay applies to, as stored with the operation.
+/// The selection a bulk operation applies to, as stored with the operation: dead letters by
+/// `created_at` for a replay, events by `received_at` for a redelivery.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperationFilter {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -21,6 +23,9 @@ pub struct OperationFilter {
     pub since: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<DateTime<Utc>>,
+    /// The events' status (redeliveries only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 impl From<&OperationFilter> for DeadLetterFilter {
@@ -95,12 +100,38 @@ impl Store {
         let mut selection = DeadLetterFilter::from(filter);
         selection.until = Some(selection.until.map_or(started, |u| u.min(started)));
         let matched = self.count_dead_letters(&selection).await?;
+        self.insert_operation("replay", filter, matched, started)
+            .await
+    }
+
+    /// Records a bulk redelivery of the events `filter` matches now; a runner picks it up.
+    pub async fn create_redeliver_operation(
+        &self,
+        filter: &OperationFilter,
+    ) -> Result<Operation, StoreError> {
+        // The database's clock, which also stamps events, marks where the selection ends.
+        let started: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+            .fetch_one(self.pool())
+            .await?;
+        let matched = self.count_redeliverable(filter, started).await?;
+        self.insert_operation("redeliver", filter, matched, started)
+            .await
+    }
+
+    async fn insert_operation(
+        &self,
+        kind: &str,
+        filter: &OperationFilter,
+        matched: i64,
+        started: DateTime<Utc>,
+    ) -> Result<Operation, StoreError> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO operations (id, kind, filter, matched, created_at, updated_at)
-             VALUES ($1, 'replay', $2, $3, $4, $4)
+             VALUES ($1, $2, $3, $4, $5, $5)
              RETURNING {COLUMNS}"
         )))
         .bind(Uuid::now_v7())
+        .bind(kind)
         .bind(Json(filter))
         .bind(matched)
         .bind(started)
@@ -157,32 +188,18 @@ impl Store {
         lease: Duration,
     ) -> Result<Option<ReplayBatch>, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let state: String =
-            sqlx::query_scalar("SELECT state FROM operations WHERE id = $1 FOR UPDATE")
-                .bind(operation.id)
-                .fetch_one(&mut *tx)
-                .await?;
-        if state != "running" {
+        if !lock_running(&mut tx, operation.id).await? {
             return Ok(None);
         }
         let select = replay_select(&operation.selection(), after);
         let batch = replay_batch_in(&mut tx, select, routes, BATCH).await?;
-        let position = batch.next.or(after);
-        sqlx::query(
-            "UPDATE operations
-             SET replayed = replayed + $2, cursor_at = $3, cursor_id = $4, updated_at = now(),
-                 lease_until = now() + make_interval(secs => $5), failed = failed + $6
-             WHERE id = $1",
-        )
-        .bind(operation.id)
-        .bind(batch.replayed.len() as i64)
-        .bind(position.map(|c| c.at))
-        .bind(position.map(|c| c.id))
-        .bind(lease.as_secs_f64())
         // Dead letters that can no longer be delivered are skipped, and counted as failed.
-        .bind(batch.unroutable.len() as i64)
-        .execute(&mut *tx)
-        .await?;
+        let progress = Progress {
+            done: batch.replayed.len(),
+            failed: batch.unroutable.len(),
+            position: batch.next.or(after),
+        };
+        record_progress(&mut tx, operation.id, progress, lease).await?;
         tx.commit().await?;
         Ok(Some(batch))
     }
@@ -212,4 +229,49 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+/// Locks the operation's row for the batch's transaction; false when it is no longer running
+/// (cancelled): a cancel waits for this lock, or the batch sees it and does nothing.
+pub(super) async fn lock_running(tx: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    let state: String = sqlx::query_scalar("SELECT state FROM operations WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(state == "running")
+}
+
+/// What one batch of an operation did.
+pub(super) struct Progress {
+    /// Items handled (the `replayed` count).
+    pub done: usize,
+    /// Items skipped because they can no longer be delivered.
+    pub failed: usize,
+    /// Where the next batch resumes.
+    pub position: Option<Keyset>,
+}
+
+/// Adds a batch's counts and position to the operation and renews its lease, in the batch's
+/// transaction, so the counts stay exact across a cancel or a crash.
+pub(super) async fn record_progress(
+    tx: &mut PgConnection,
+    id: Uuid,
+    progress: Progress,
+    lease: Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE operations
+         SET replayed = replayed + $2, cursor_at = $3, cursor_id = $4, updated_at = now(),
+             lease_until = now() + make_interval(secs => $5), failed = failed + $6
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(progress.done as i64)
+    .bind(progress.position.map(|c| c.at))
+    .bind(progress.position.map(|c| c.id))
+    .bind(lease.as_secs_f64())
+    .bind(progress.failed as i64)
+    .execute(tx)
+    .await?;
+    Ok(())
 }

@@ -66,6 +66,8 @@ impl EventStatus {
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub source: Option<String>,
+    /// The provider's id, matched exactly.
+    pub external_id: Option<String>,
     pub status: Option<String>,
     /// Inclusive, on `received_at`.
     pub since: Option<DateTime<Utc>>,
@@ -128,6 +130,11 @@ impl Store {
         );
         if let Some(source) = &filter.source {
             query.push(" AND source = ").push_bind(source.clone());
+        }
+        if let Some(external_id) = &filter.external_id {
+            query
+                .push(" AND external_id = ")
+                .push_bind(external_id.clone());
         }
         if let Some(status) = &filter.status {
             query.push(" AND status = ").push_bind(status.clone());

@@ -395,7 +395,8 @@ impl Reply {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
-    /// Asserts an RFC 9457 problem of this status and type slug.
+    /// Asserts an RFC 9457 problem of this status and type slug, with a title and a detail
+    /// that says something.
     pub fn assert_problem(&self, status: u16, slug: &str) {
         assert_eq!(self.status, status, "{self:?}");
         assert_eq!(self.content_type, "application/problem+json", "{self:?}");
@@ -405,6 +406,7 @@ impl Reply {
             format!("urn:hookgate:problem:{slug}"),
             "{self:?}"
         );
-        assert!(self.json["title"].is_string() && self.json["detail"].is_string());
+        let text = |key: &str| self.json[key].as_str().is_some_and(|text| !text.is_empty());
+        assert!(text("title") && text("detail"), "{self:?}");
     }
 }

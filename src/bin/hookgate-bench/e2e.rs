@@ -16,17 +16,55 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// When each delivery first arrived, by event id (retries keep the first time).
+/// Every delivery that reached the sink.
 #[derive(Default)]
 struct Arrivals {
-    at: Mutex<HashMap<Uuid, Instant>>,
+    seen: Mutex<Seen>,
     changed: Notify,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// When each event's delivery first arrived, by event id.
+    first: HashMap<Uuid, Instant>,
+    /// Deliveries of each event, repeats included.
+    count: HashMap<Uuid, usize>,
+    /// Deliveries whose `webhook-id` names no event.
+    unnamed: usize,
+}
+
+/// What reached the sink for the events a phase sent.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Tally {
+    /// Events the gateway accepted.
+    pub expected: usize,
+    /// Deliveries that arrived for them, repeats included.
+    pub deliveries: usize,
+    /// Deliveries beyond the first of their event (at-least-once shows here).
+    pub duplicates: usize,
+    /// Accepted events never delivered.
+    pub missing: usize,
+    /// Deliveries of events the phase did not send, or naming none.
+    pub unexpected: usize,
+}
+
+impl Tally {
+    fn line(&self) -> String {
+        format!(
+            "{} of {} events delivered, {} deliveries, {} duplicates, {} unexpected",
+            self.expected - self.missing,
+            self.expected,
+            self.deliveries,
+            self.duplicates,
+            self.unexpected
+        )
+    }
 }
 
 pub struct Sink {
@@ -55,31 +93,70 @@ impl Sink {
         })
     }
 
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.arrivals.seen.lock().expect("not poisoned")
+    }
+
     fn clear(&self) {
-        self.arrivals.at.lock().expect("not poisoned").clear();
+        *self.seen() = Seen::default();
     }
 
-    fn count(&self) -> usize {
-        self.arrivals.at.lock().expect("not poisoned").len()
+    /// What arrived so far for `sent`.
+    fn tally(&self, sent: &HashSet<Uuid>) -> Tally {
+        let seen = self.seen();
+        let mut tally = Tally {
+            expected: sent.len(),
+            unexpected: seen.unnamed,
+            ..Tally::default()
+        };
+        for (id, count) in &seen.count {
+            match sent.contains(id) {
+                true => {
+                    tally.deliveries += count;
+                    tally.duplicates += count - 1;
+                }
+                false => tally.unexpected += count,
+            }
+        }
+        tally.missing = sent
+            .iter()
+            .filter(|id| !seen.first.contains_key(id))
+            .count();
+        tally
     }
 
-    /// Waits until `n` deliveries have arrived or `within` has passed; returns the count.
-    async fn wait_for(&self, n: usize, within: Duration) -> usize {
+    /// Waits until every event of `sent` has arrived; an event still missing after `within`
+    /// fails the phase, naming how many.
+    async fn wait_for(
+        &self,
+        phase: String,
+        sent: &HashSet<Uuid>,
+        within: Duration,
+    ) -> Result<Tally, E2eError> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let notified = self.arrivals.changed.notified();
-            let count = self.count();
-            if count >= n {
-                return count;
+            let tally = self.tally(sent);
+            if tally.missing == 0 {
+                return Ok(tally);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.count();
+                let tally = self.tally(sent);
+                return match tally.missing {
+                    0 => Ok(tally),
+                    _ => Err(E2eError::Lost {
+                        phase,
+                        within,
+                        tally,
+                    }),
+                };
             }
         }
     }
 
-    fn arrivals(&self) -> HashMap<Uuid, Instant> {
-        self.arrivals.at.lock().expect("not poisoned").clone()
+    /// When each event first arrived.
+    fn first_arrivals(&self) -> HashMap<Uuid, Instant> {
+        self.seen().first.clone()
     }
 }
 
@@ -102,15 +179,17 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split('_').next())
         .and_then(|id| id.parse::<Uuid>().ok());
-    if let Some(event) = event {
-        arrivals
-            .at
-            .lock()
-            .expect("not poisoned")
-            .entry(event)
-            .or_insert(now);
-        arrivals.changed.notify_waiters();
+    {
+        let mut seen = arrivals.seen.lock().expect("not poisoned");
+        match event {
+            Some(event) => {
+                seen.first.entry(event).or_insert(now);
+                *seen.count.entry(event).or_default() += 1;
+            }
+            None => seen.unnamed += 1,
+        }
     }
+    arrivals.changed.notify_waiters();
     StatusCode::OK
 }
 
@@ -131,10 +210,10 @@ pub struct E2eReport {
     pub idle_delivery: Latency,
     /// Deliveries that reached the sink before their 200 reached the sender (counted as 0).
     pub delivered_before_accept: usize,
-    pub idle_missing: usize,
-    pub backlog: usize,
-    pub drained: usize,
-    /// `drained` over first to last arrival.
+    pub idle: Tally,
+    /// The drain's events, all ingested before the worker started.
+    pub drain: Tally,
+    /// Events delivered over first to last arrival.
     pub deliveries_per_s: f64,
     /// From starting `hookgate work` to the last arrival (includes its start-up).
     pub drain_wall_s: f64,
@@ -151,20 +230,22 @@ impl E2eReport {
             self.idle_delivery.line()
         );
         eprintln!(
-            "e2e w{}:   {} delivered before their 200 arrived, {} not delivered within 30 s",
-            self.workers, self.delivered_before_accept, self.idle_missing
+            "e2e w{}:   {} delivered before their 200 arrived; {}",
+            self.workers,
+            self.delivered_before_accept,
+            self.idle.line()
         );
         eprintln!(
-            "e2e w{}: drain {}/{} in {:.2} s (wall {:.2} s) = {:.0} deliveries/s; worker peak RSS {:.1} MiB; {} warnings in its log",
+            "e2e w{}: drain {} events in {:.2} s (wall {:.2} s) = {:.0} deliveries/s; worker peak RSS {:.1} MiB; {} warnings in its log",
             self.workers,
-            self.drained,
-            self.backlog,
-            self.backlog as f64 / self.deliveries_per_s.max(1e-9),
+            self.drain.expected,
+            self.drain.expected as f64 / self.deliveries_per_s.max(1e-9),
             self.drain_wall_s,
             self.deliveries_per_s,
             self.peak_rss_mib,
             self.gateway_warnings
         );
+        eprintln!("e2e w{}:   {}", self.workers, self.drain.line());
     }
 }
 
@@ -176,6 +257,23 @@ pub enum E2eError {
     Sink(#[from] std::io::Error),
     #[error("http client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error(
+        "{phase}: {} of {} events were not delivered within {within:?} ({})",
+        .tally.missing, .tally.expected, .tally.line()
+    )]
+    Lost {
+        phase: String,
+        within: Duration,
+        tally: Tally,
+    },
+}
+
+const IDLE_WAIT: Duration = Duration::from_secs(30);
+const DRAIN_WAIT: Duration = Duration::from_secs(300);
+
+/// The event ids of the accepted webhooks.
+fn ids(accepts: &load::Accepts) -> HashSet<Uuid> {
+    accepts.iter().map(|(id, _)| *id).collect()
 }
 
 pub async fn run(setup: &Setup, plan: &E2ePlan) -> Result<Vec<E2eReport>, E2eError> {
@@ -200,22 +298,19 @@ pub async fn run(setup: &Setup, plan: &E2ePlan) -> Result<Vec<E2eReport>, E2eErr
         };
         let (ingest, accepts) = load::run(client.clone(), url, requests, mode).await;
         ingest.print(&format!("e2e w{workers} idle ingest"));
-        sink.wait_for(accepts.len(), Duration::from_secs(30)).await;
-        let arrivals = sink.arrivals();
+        let phase = format!("e2e w{workers} idle");
+        let idle = sink.wait_for(phase, &ids(&accepts), IDLE_WAIT).await?;
+        let arrivals = sink.first_arrivals();
         let mut histogram = report::histogram();
-        let (mut early, mut missing) = (0, 0);
+        let mut early = 0;
         for (id, accepted) in &accepts {
-            match arrivals.get(id) {
-                Some(arrived) if arrived < accepted => {
-                    early += 1;
-                    report::record(&mut histogram, 0);
-                }
-                Some(arrived) => report::record(
-                    &mut histogram,
-                    arrived.duration_since(*accepted).as_micros() as u64,
-                ),
-                None => missing += 1,
+            // Every accepted event arrived: the wait above fails the run otherwise.
+            let arrived = arrivals[id];
+            if arrived < *accepted {
+                early += 1;
             }
+            let micros = arrived.saturating_duration_since(*accepted).as_micros();
+            report::record(&mut histogram, micros as u64);
         }
         let mut warnings = gateway.problems().len();
         gateway.stop().await;
@@ -233,16 +328,15 @@ pub async fn run(setup: &Setup, plan: &E2ePlan) -> Result<Vec<E2eReport>, E2eErr
         let mode = Mode::Closed {
             concurrency: plan.ingest_concurrency,
         };
-        let (ingest, _) = load::run(client.clone(), url, requests, mode).await;
+        let (ingest, backlog) = load::run(client.clone(), url, requests, mode).await;
         ingest.print(&format!("e2e w{workers} backlog ingest"));
         warnings += receiver.problems().len();
         receiver.stop().await;
         let started = Instant::now();
         let worker = setup.start(Role::Work, Some(&sink.url), workers).await?;
-        let drained = sink
-            .wait_for(ingest.accepted as usize, Duration::from_secs(300))
-            .await;
-        let times: Vec<Instant> = sink.arrivals().into_values().collect();
+        let phase = format!("e2e w{workers} drain");
+        let drain = sink.wait_for(phase, &ids(&backlog), DRAIN_WAIT).await?;
+        let times: Vec<Instant> = sink.first_arrivals().into_values().collect();
         let (first, last) = (
             times.iter().min().copied().unwrap_or(started),
             times.iter().max().copied().unwrap_or(started),
@@ -255,10 +349,9 @@ pub async fn run(setup: &Setup, plan: &E2ePlan) -> Result<Vec<E2eReport>, E2eErr
             idle_rate: plan.idle_rate,
             idle_delivery: Latency::of(&histogram),
             delivered_before_accept: early,
-            idle_missing: missing,
-            backlog: ingest.accepted as usize,
-            drained,
-            deliveries_per_s: drained as f64 / span,
+            idle,
+            drain,
+            deliveries_per_s: drain.expected as f64 / span,
             drain_wall_s: last.duration_since(started).as_secs_f64(),
             peak_rss_mib: memory.mib(),
             gateway_warnings: warnings,
@@ -268,4 +361,63 @@ pub async fn run(setup: &Setup, plan: &E2ePlan) -> Result<Vec<E2eReport>, E2eErr
     }
     setup.reset().await?;
     Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// POSTs one delivery to `sink`, as hookgate sends it: `webhook-id` is
+    /// `<event id>_<destination>`, or absent.
+    async fn deliver(sink: &Sink, event: Option<Uuid>) {
+        let client = reqwest::Client::new();
+        let mut request = client.post(&sink.url);
+        if let Some(event) = event {
+            request = request.header("webhook-id", format!("{event}_sink"));
+        }
+        assert_eq!(request.send().await.unwrap().status(), 200);
+    }
+
+    #[tokio::test]
+    async fn every_arrival_is_counted_and_repeats_are_duplicates() {
+        let sink = Sink::start().await.unwrap();
+        let (a, b, stranger) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        for event in [Some(a), Some(a), Some(b), Some(stranger), None] {
+            deliver(&sink, event).await;
+        }
+        let sent = HashSet::from([a, b]);
+        let tally = sink
+            .wait_for("test".into(), &sent, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let counts = (
+            tally.expected,
+            tally.deliveries,
+            tally.duplicates,
+            tally.missing,
+            tally.unexpected,
+        );
+        assert_eq!(counts, (2, 3, 1, 0, 2), "{tally:?}");
+    }
+
+    #[tokio::test]
+    async fn an_event_that_never_arrives_fails_the_wait_naming_the_loss() {
+        let sink = Sink::start().await.unwrap();
+        let (arrived, lost) = (Uuid::new_v4(), Uuid::new_v4());
+        deliver(&sink, Some(arrived)).await;
+        let sent = HashSet::from([arrived, lost]);
+        let error = sink
+            .wait_for("drain".into(), &sent, Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, E2eError::Lost { tally, .. } if tally.missing == 1),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.starts_with("drain: 1 of 2 events were not delivered"),
+            "{message}"
+        );
+    }
 }
