@@ -6,6 +6,7 @@ mod common;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use common::proxy::{Proxy, postgres_addr, postgres_via};
 use common::sink::{Answer, Sink};
+use common::tokens::{ONCALL, VIEWER, admin_tokens};
 use common::{Reply, Running, TestEnv, seed, sign};
 use hookgate::app::{Gateway, Roles};
 use reqwest::{Method, RequestBuilder};
@@ -14,10 +15,6 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// May read.
-const VIEWER: &str = "viewer-token-0123456789";
-/// May read and replay.
-const ONCALL: &str = "oncall-token-0123456789";
 const SECRET: &str = "s3cret";
 const WAIT: Duration = Duration::from_secs(30);
 /// The configured `retry.max_attempts` of the seeded tests: a replay grants this many more.
@@ -25,22 +22,6 @@ const BUDGET: i64 = 4;
 /// Attempts a seeded dead letter's delivery used up.
 const SEEDED_ATTEMPTS: i64 = 3;
 const NONE: [Uuid; 0] = [];
-
-fn tokens() -> String {
-    format!(
-        r#"
-        [[admin_tokens]]
-        name = "viewer"
-        token = "{VIEWER}"
-        scopes = ["read"]
-
-        [[admin_tokens]]
-        name = "oncall"
-        token = "{ONCALL}"
-        scopes = ["read", "replay"]
-        "#
-    )
-}
 
 /// Sources `github` and `gitlab`, each with destination `ci`, for rows seeded in SQL.
 fn seeded_sources() -> String {
@@ -59,7 +40,7 @@ fn seeded_sources() -> String {
     };
     format!(
         "[retry]\nmax_attempts = {BUDGET}\n{}{}{}",
-        tokens(),
+        admin_tokens(),
         source("github"),
         source("gitlab")
     )
@@ -98,7 +79,7 @@ fn delivering_to(sink: &Sink, max_attempts: u32, initial_delay: &str) -> String 
           url = "{}"
           timeout = "5s"
         "#,
-        tokens(),
+        admin_tokens(),
         sink.url
     )
 }

@@ -5,6 +5,7 @@ mod common;
 
 use common::delivery::{self, fast_worker, http_destination};
 use common::sink::Sink;
+use common::tokens::{ONCALL, VIEWER, admin_tokens};
 use common::{Reply, Running, TestEnv, seed};
 use hookgate::app::Roles;
 use reqwest::Method;
@@ -12,29 +13,9 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// May read.
-const VIEWER: &str = "viewer-token-0123456789";
-/// May read and replay (which covers redelivery).
-const ONCALL: &str = "oncall-token-0123456789";
 /// The configured `retry.max_attempts`: a redelivery grants this many more attempts.
 const BUDGET: i32 = 4;
 const WAIT: Duration = Duration::from_secs(15);
-
-fn tokens() -> String {
-    format!(
-        r#"
-        [[admin_tokens]]
-        name = "viewer"
-        token = "{VIEWER}"
-        scopes = ["read"]
-
-        [[admin_tokens]]
-        name = "oncall"
-        token = "{ONCALL}"
-        scopes = ["read", "replay"]
-        "#
-    )
-}
 
 /// Source `github` with destinations `ci` and `cd` that nothing delivers to: for rows seeded in
 /// SQL, with a gateway running no worker.
@@ -55,7 +36,7 @@ fn seeded_sources() -> String {
           name = "cd"
           url = "http://127.0.0.1:9/"
         "#,
-        tokens(),
+        admin_tokens(),
         delivery::SECRET
     )
 }
@@ -169,7 +150,7 @@ async fn a_delivered_event_redelivered_reaches_the_consumer_again_with_the_same_
     let (billing, audit) = (Sink::start().await, Sink::start().await);
     let destinations =
         http_destination("audit", &audit, "4s") + &http_destination("billing", &billing, "4s");
-    let config = delivery::config("github", &fast_worker(), 3, &destinations) + &tokens();
+    let config = delivery::config("github", &fast_worker(), 3, &destinations) + &admin_tokens();
     let gw = env.start(&config).await;
     let event = delivery::send(&gw, "github", "d-1", br#"{"n":1}"#).await;
     let first = billing.wait_for(1, WAIT).await;
@@ -576,7 +557,7 @@ async fn a_bulk_redelivery_by_filter_resends_every_matching_event_and_counts_the
     let env = TestEnv::new().await;
     let sink = Sink::start().await;
     let destinations = http_destination("billing", &sink, "4s");
-    let config = delivery::config("github", &fast_worker(), 3, &destinations) + &tokens();
+    let config = delivery::config("github", &fast_worker(), 3, &destinations) + &admin_tokens();
     let gw = env.start(&config).await;
     let mut events = Vec::new();
     for n in 0..3 {

@@ -8,6 +8,7 @@ pub mod raw;
 pub mod seed;
 pub mod sign;
 pub mod sink;
+pub mod tokens;
 
 use hookgate::app::{Gateway, Roles};
 use hookgate::config::Config;
