@@ -1,6 +1,7 @@
 //! Test harness: real Postgres and Redis, each test isolated in its own schema and key prefix.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod admin;
 pub mod delivery;
 pub mod procs;
 pub mod proxy;

@@ -1,0 +1,275 @@
+//! What the admin API tests share: sources for seeded rows, a gateway for them, requests,
+//! listings and polling of operations.
+
+use super::sink::Sink;
+use super::tokens::{ONCALL, VIEWER, admin_tokens};
+use super::{Reply, Running, TestEnv, sign};
+use chrono::{DateTime, SecondsFormat, Utc};
+use hookgate::app::Roles;
+use reqwest::{Method, RequestBuilder};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+pub const SECRET: &str = "s3cret";
+pub const WAIT: Duration = Duration::from_secs(30);
+/// The configured `retry.max_attempts` of the seeded tests: a replay grants this many more.
+pub const BUDGET: i64 = 4;
+/// Attempts a seeded dead letter's delivery used up.
+pub const SEEDED_ATTEMPTS: i64 = 3;
+pub const NONE: [Uuid; 0] = [];
+
+/// Sources `github` and `gitlab`, each with destination `ci`, for rows seeded in SQL.
+pub fn seeded_sources() -> String {
+    let source = |name: &str| {
+        format!(
+            r#"
+            [[sources]]
+            name = "{name}"
+            provider = "github"
+            secrets = ["{SECRET}"]
+              [[sources.destinations]]
+              name = "ci"
+              url = "http://127.0.0.1:9/"
+            "#
+        )
+    };
+    format!(
+        "[retry]\nmax_attempts = {BUDGET}\n{}{}{}",
+        admin_tokens(),
+        source("github"),
+        source("gitlab")
+    )
+}
+
+/// Receiver and admin API only: no worker touches the seeded deliveries, so whatever a replay
+/// revives stays pending (and on its stream) to be counted.
+pub async fn seeded_gateway(env: &TestEnv) -> Running {
+    Running::start_with_roles(env.config(&seeded_sources()), Roles::RECEIVER).await
+}
+
+/// Source `github` delivering to `sink` as destination `billing`, on a millisecond-scale
+/// schedule: `initial_delay` before the second attempt, no jitter.
+pub fn delivering_to(sink: &Sink, max_attempts: u32, initial_delay: &str) -> String {
+    format!(
+        r#"
+        [worker]
+        concurrency = 8
+        visibility_timeout = "10s"
+        schedule_interval = "20ms"
+        shutdown_deadline = "2s"
+
+        [retry]
+        max_attempts = {max_attempts}
+        initial_delay = "{initial_delay}"
+        multiplier = 2.0
+        max_delay = "5s"
+        jitter = 0.0
+        {}
+        [[sources]]
+        name = "github"
+        provider = "github"
+        secrets = ["{SECRET}"]
+          [[sources.destinations]]
+          name = "billing"
+          url = "{}"
+          timeout = "5s"
+        "#,
+        admin_tokens(),
+        sink.url
+    )
+}
+
+pub async fn send(request: RequestBuilder) -> Reply {
+    Reply::from(request.send().await.unwrap()).await
+}
+
+/// Posts a signed GitHub webhook and returns the event id.
+pub async fn receive(gw: &Running, delivery: &str, body: &[u8]) -> Uuid {
+    let reply = gw
+        .post("github", &sign::github(SECRET, delivery, body), body)
+        .await;
+    assert_eq!(reply.json["status"], "accepted", "{reply:?}");
+    reply.json["id"].as_str().unwrap().parse().unwrap()
+}
+
+#[track_caller]
+pub fn assert_problem(reply: &Reply, status: u16, slug: &str, detail_has: &str) {
+    reply.assert_problem(status, slug);
+    let detail = reply.json["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(detail_has),
+        "{detail:?} lacks {detail_has:?}"
+    );
+}
+
+pub fn uuid(value: &Value) -> Uuid {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a string: {value}"))
+        .parse()
+        .unwrap()
+}
+
+pub fn time(value: &Value) -> DateTime<Utc> {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {value}"))
+        .parse()
+        .unwrap()
+}
+
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub fn item_ids(reply: &Reply) -> Vec<Uuid> {
+    reply.json["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items: {reply:?}"))
+        .iter()
+        .map(|item| uuid(&item["id"]))
+        .collect()
+}
+
+/// GETs a listing that must answer 200; its item ids in order.
+pub async fn listed(gw: &Running, path: &str) -> Vec<Uuid> {
+    let reply = gw.admin_get(path, VIEWER).await;
+    assert_eq!(reply.status, 200, "{path}: {reply:?}");
+    item_ids(&reply)
+}
+
+/// Follows `next_cursor` from `path` (whose query has `limit`) to the last page. Every page
+/// but the last is full, the last is not empty (unless it is the only one). Returns the ids in
+/// order and how many pages there were.
+pub async fn walk(gw: &Running, path: &str, limit: usize) -> (Vec<Uuid>, usize) {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page in 1..=1_000 {
+        let url = match &cursor {
+            None => path.to_string(),
+            Some(cursor) => format!("{path}&cursor={cursor}"),
+        };
+        let reply = gw.admin_get(&url, VIEWER).await;
+        assert_eq!(reply.status, 200, "{url}: {reply:?}");
+        let items = item_ids(&reply);
+        ids.extend(&items);
+        match reply.json["next_cursor"].as_str() {
+            Some(next) => {
+                assert_eq!(items.len(), limit, "a page before the last is full: {url}");
+                cursor = Some(next.to_string());
+            }
+            None => {
+                assert_eq!(reply.json["next_cursor"], Value::Null, "{reply:?}");
+                assert!(items.len() <= limit, "{url}: {} items", items.len());
+                assert!(page == 1 || !items.is_empty(), "{url}: empty last page");
+                return (ids, page);
+            }
+        }
+    }
+    panic!("{path}: more than 1000 pages");
+}
+
+/// A row seeded with its time (`received_at` or `created_at`): what a listing must show.
+#[derive(Clone, Copy)]
+pub struct Row {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    pub source: &'static str,
+    /// An event's status, or a dead letter's destination.
+    pub kind: &'static str,
+    pub replayed: bool,
+}
+
+/// The ids of `rows` that `keep` selects, newest first (time, then id, descending).
+pub fn newest_first(rows: &[Row], keep: impl Fn(&Row) -> bool) -> Vec<Uuid> {
+    let mut kept: Vec<&Row> = rows.iter().filter(|r| keep(r)).collect();
+    kept.sort_by_key(|r| std::cmp::Reverse((r.at, r.id)));
+    kept.iter().map(|r| r.id).collect()
+}
+
+/// Polls `GET path` until `done` holds, failing the test after [`WAIT`].
+pub async fn poll(gw: &Running, path: &str, done: impl Fn(&Reply) -> bool) -> Reply {
+    let started = Instant::now();
+    loop {
+        let reply = gw.admin_get(path, VIEWER).await;
+        if done(&reply) {
+            return reply;
+        }
+        assert!(started.elapsed() < WAIT, "gave up on {path}: {reply:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `source`'s deliveries pending after a replay with the configured budget ahead of them:
+/// [`BUDGET`] attempts more than they had made.
+pub async fn with_fresh_budget(env: &TestEnv, source: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM deliveries d JOIN events e ON e.id = d.event_id
+         WHERE e.source = $1 AND d.state = 'pending' AND d.reason = 'replayed'
+           AND d.max_attempts = d.attempts + $2::bigint",
+    )
+    .bind(source)
+    .bind(BUDGET)
+    .fetch_one(&env.db)
+    .await
+    .unwrap()
+}
+
+/// Holds a lock that makes replay batches wait (writes) but not reads, until rolled back.
+pub async fn lock_dead_letters(env: &TestEnv) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut lock = env.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE dead_letters IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    lock
+}
+
+/// Starts a bulk replay; asserts the 202 and its `Location`, returns the operation's path.
+pub async fn start_replay(gw: &Running, body: Value) -> (String, Reply) {
+    let reply = send(
+        gw.admin_request(Method::POST, "/v1/dead-letters/replay", ONCALL)
+            .json(&body),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{reply:?}");
+    let op = reply.header("location").expect("Location").to_string();
+    assert_eq!(op, format!("/v1/operations/{}", uuid(&reply.json["id"])));
+    assert_eq!(reply.json["href"], op);
+    assert_eq!(reply.json["kind"], "replay");
+    assert_eq!(reply.json["state"], "running");
+    assert_eq!(reply.json["replayed"], 0);
+    (op, reply)
+}
+
+/// Polls an operation until it answers `303 See Other`; every answer before is a running
+/// operation with `Retry-After` whose progress only grows. Returns the 303.
+pub async fn until_finished(gw: &Running, op: &str) -> Reply {
+    let started = Instant::now();
+    let mut replayed = 0;
+    loop {
+        let reply = gw.admin_get(op, VIEWER).await;
+        match reply.status {
+            200 => {
+                assert_eq!(reply.json["state"], "running", "{reply:?}");
+                assert_eq!(reply.retry_after.as_deref(), Some("2"), "{reply:?}");
+                let now = reply.json["replayed"].as_i64().unwrap();
+                assert!(now >= replayed, "progress went back: {now} < {replayed}");
+                assert!(now <= reply.json["matched"].as_i64().unwrap(), "{reply:?}");
+                replayed = now;
+            }
+            303 => {
+                assert_eq!(
+                    reply.header("location"),
+                    Some(format!("{op}/result").as_str())
+                );
+                assert_ne!(reply.json["state"], "running", "{reply:?}");
+                return reply;
+            }
+            _ => panic!("{op}: {reply:?}"),
+        }
+        assert!(started.elapsed() < WAIT, "{op} still running: {reply:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
