@@ -8,6 +8,7 @@
 //! A row passed over that way stays open if its holder rolls back; bulk operations check for
 //! such rows before they finish and walk again (`crate::operations`).
 
+use super::deliveries::revive;
 use super::routes::Routes;
 use super::{Store, StoreError};
 use base64::Engine as _;
@@ -449,37 +450,9 @@ pub(super) async fn replay_batch_in(
 
     let events: Vec<Uuid> = picked.iter().map(|p| p.event_id).collect();
     let destinations: Vec<&str> = picked.iter().map(|p| p.destination.as_str()).collect();
-    // Rows are locked in key order, so concurrent replays cannot deadlock on them.
-    let revived: Vec<(Uuid, String)> = sqlx::query_as(
-        "WITH wanted AS (
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[])
-                     AS w (event_id, destination, budget)
-             ), locked AS (
-                 SELECT d.event_id, d.destination, w.budget
-                 FROM deliveries d JOIN wanted w USING (event_id, destination)
-                 WHERE d.state = 'dead'
-                 ORDER BY d.event_id, d.destination
-                 FOR UPDATE OF d
-             )
-             UPDATE deliveries d
-             SET state = 'pending',
-                 reason = 'replayed',
-                 max_attempts = d.attempts + l.budget,
-                 next_attempt_at = now(),
-                 lease_until = NULL,
-                 lease_token = NULL
-             FROM locked l
-             WHERE d.event_id = l.event_id AND d.destination = l.destination
-               AND d.state = 'dead'
-             RETURNING d.event_id, d.destination",
-    )
-    .bind(&events)
-    .bind(&destinations)
-    .bind(&budget)
-    .fetch_all(&mut *tx)
-    .await?;
+    let revived = revive(tx, &events, &destinations, &budget, &["dead"], "replayed").await?;
 
-    let mut revived_events: Vec<Uuid> = revived.iter().map(|(e, _)| *e).collect();
+    let mut revived_events: Vec<Uuid> = revived.iter().map(|(e, _, _)| *e).collect();
     revived_events.sort_unstable();
     revived_events.dedup();
     sqlx::query(

@@ -330,3 +330,46 @@ pub(super) async fn settle_events(
     .await?;
     Ok(())
 }
+
+/// Puts each `(event, destination)` delivery that is in one of the states `from` back to
+/// pending, due now, with `budgets` more attempts, for `reason` (replay and redelivery). Rows
+/// are locked in key order, so concurrent revivals cannot deadlock on them. Returns each
+/// revived delivery with the state it left.
+pub(super) async fn revive(
+    tx: &mut PgConnection,
+    events: &[Uuid],
+    destinations: &[&str],
+    budgets: &[i32],
+    from: &[&str],
+    reason: &str,
+) -> Result<Vec<(Uuid, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH wanted AS (
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[])
+                 AS w (event_id, destination, budget)
+         ), locked AS (
+             SELECT d.event_id, d.destination, d.state, w.budget
+             FROM deliveries d JOIN wanted w USING (event_id, destination)
+             WHERE d.state = ANY($4)
+             ORDER BY d.event_id, d.destination
+             FOR UPDATE OF d
+         )
+         UPDATE deliveries d
+         SET state = 'pending',
+             reason = $5,
+             max_attempts = d.attempts + l.budget,
+             next_attempt_at = now(),
+             lease_until = NULL,
+             lease_token = NULL
+         FROM locked l
+         WHERE d.event_id = l.event_id AND d.destination = l.destination
+         RETURNING d.event_id, d.destination, l.state",
+    )
+    .bind(events)
+    .bind(destinations)
+    .bind(budgets)
+    .bind(from)
+    .bind(reason)
+    .fetch_all(tx)
+    .await
+}

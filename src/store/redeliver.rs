@@ -2,6 +2,7 @@
 //! a consumer that lost it. The deliveries get a fresh attempt budget as a replay gives; the
 //! destination sees the same `webhook-id` as the first time and can dedup on it.
 
+use super::deliveries::revive;
 use super::operations::{Operation, OperationFilter, Progress, lock_running, record_progress};
 use super::routes::Routes;
 use super::{Keyset, Store, StoreError};
@@ -133,32 +134,14 @@ async fn revive_in(
     .bind(&destinations)
     .execute(&mut *tx)
     .await?;
-    let revived: Vec<(Uuid, String, String)> = sqlx::query_as(
-        "WITH wanted AS (
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[])
-                 AS w (event_id, destination, budget)
-         ), locked AS (
-             SELECT d.event_id, d.destination, d.state, w.budget
-             FROM deliveries d JOIN wanted w USING (event_id, destination)
-             WHERE d.state IN ('delivered', 'dead')
-             ORDER BY d.event_id, d.destination
-             FOR UPDATE OF d
-         )
-         UPDATE deliveries d
-         SET state = 'pending',
-             reason = 'redelivered',
-             max_attempts = d.attempts + l.budget,
-             next_attempt_at = now(),
-             lease_until = NULL,
-             lease_token = NULL
-         FROM locked l
-         WHERE d.event_id = l.event_id AND d.destination = l.destination
-         RETURNING d.event_id, d.destination, l.state",
+    let revived = revive(
+        tx,
+        &events,
+        &destinations,
+        &budgets,
+        &["delivered", "dead"],
+        "redelivered",
     )
-    .bind(&events)
-    .bind(&destinations)
-    .bind(&budgets)
-    .fetch_all(&mut *tx)
     .await?;
     let (dead_events, dead_destinations): (Vec<Uuid>, Vec<&str>) = revived
         .iter()
