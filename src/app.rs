@@ -9,7 +9,7 @@ use crate::receiver::{self, Batcher, IngestBudget, Receiver};
 use crate::replay::Replayer;
 use crate::store::Store;
 use crate::worker::Worker;
-use crate::{admin, edge, telemetry};
+use crate::{admin, edge, leader, telemetry};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,9 +83,25 @@ impl Gateway {
         let config = Arc::new(config);
         let shutdown = CancellationToken::new();
         let replayer = Arc::new(Replayer::new(&config, store.clone(), streams.clone()));
-        // Every process runs operations, so one started anywhere survives any one restart.
+        let consumer = Worker::consumer_name();
+        // Only worker processes lead: receivers stay light, and the scheduler needs workers.
+        let (leader, leading) = match roles.worker {
+            true => {
+                let duties = leader::Duties {
+                    config: config.clone(),
+                    store: worker_store.clone(),
+                    streams: streams.clone(),
+                    consumer: consumer.clone(),
+                };
+                let (task, leading) = leader::spawn(duties, shutdown.clone());
+                (Some(task), leading)
+            }
+            false => (None, tokio::sync::watch::channel(false).1),
+        };
+        // Every process runs the operations it starts; the leader takes over those whose
+        // runner died, so one started anywhere survives any one restart.
         let runner = Arc::new(Runner::new(store.clone(), replayer.clone()));
-        let operations = tokio::spawn(runner.clone().run(shutdown.clone()));
+        let operations = tokio::spawn(runner.clone().run(leading, shutdown.clone()));
         let admin_api = Arc::new(Admin::new(
             &config,
             metrics.clone(),
@@ -98,6 +114,7 @@ impl Gateway {
                 config.clone(),
                 worker_store,
                 streams.clone(),
+                consumer,
                 shutdown.clone(),
             )
         });
@@ -148,6 +165,9 @@ impl Gateway {
             }
             if let Some(worker) = worker {
                 worker.await?;
+            }
+            if let Some(leader) = leader {
+                leader.await?;
             }
             upkeep.await?;
             operations.await?;

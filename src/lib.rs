@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod edge;
 pub mod event_id;
+pub mod leader;
 pub mod operations;
 pub mod problem;
 pub mod queue;

@@ -1,7 +1,7 @@
-//! Runs long-running operations (bulk replays and redeliveries) in the background of every
-//! process that serves the admin API. Progress is committed batch by batch under a renewed
-//! lease: a runner that dies leaves an operation that another runner resumes from its last
-//! batch once the lease runs out, so an operation always ends visibly (succeeded, failed or
+//! Runs long-running operations (bulk replays and redeliveries) in the background of the
+//! process that started them. Progress is committed batch by batch under a renewed lease: a
+//! runner that dies leaves an operation that the leader's runner resumes from its last batch
+//! once the lease runs out, so an operation always ends visibly (succeeded, failed or
 //! cancelled).
 
 use crate::replay::Replayer;
@@ -9,7 +9,7 @@ use crate::store::operations::Operation;
 use crate::store::{Keyset, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 /// How long a runner may go silent before its operation is taken over.
@@ -35,23 +35,28 @@ impl Runner {
         }
     }
 
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    /// Runs the operations this process starts (it is woken for each) and, while `leading`,
+    /// those another process's runner left behind when it died.
+    pub async fn run(self: Arc<Self>, leading: watch::Receiver<bool>, shutdown: CancellationToken) {
+        let mut woken = false;
         // A process shutting down claims nothing more: it would only hold the operation's
         // lease away from a process that can run it.
         while !shutdown.is_cancelled() {
-            match self.store.claim_operation(LEASE).await {
-                Ok(Some(operation)) => {
-                    self.execute(&operation, &shutdown).await;
-                    continue;
+            if woken || *leading.borrow() {
+                match self.store.claim_operation(LEASE).await {
+                    Ok(Some(operation)) => {
+                        self.execute(&operation, &shutdown).await;
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "cannot look for operations"),
                 }
-                Ok(None) => {}
-                Err(error) => tracing::warn!(%error, "cannot look for operations"),
             }
-            tokio::select! {
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(POLL) => {}
+            woken = tokio::select! {
+                () = self.wake.notified() => true,
+                () = tokio::time::sleep(POLL) => false,
                 () = shutdown.cancelled() => return,
-            }
+            };
         }
     }
 

@@ -1,8 +1,9 @@
 //! Retention, so a gateway that runs for a year does not fill its disk: every
 //! `retention_interval` a pass deletes the dead letters older than `dead_letter_retention`,
 //! then the settled events older than their source's `retention`, with their deliveries,
-//! attempts and audit rows (`crate::store::retention` says what is kept and why). One pass
-//! runs at a time across every process; the others skip theirs.
+//! attempts and audit rows (`crate::store::retention` says what is kept and why). The leader
+//! runs the passes; a lock keeps a pass started elsewhere (`hookgate retention run`) from
+//! running beside one.
 
 use crate::config::Config;
 use crate::store::retention::{Deleted, Sweeper};

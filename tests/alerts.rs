@@ -186,3 +186,44 @@ async fn an_alert_receiver_that_fails_gets_the_alert_again() {
     );
     gateway.stop().await;
 }
+
+/// The alert receiver refuses a firing alert until the gateway is stopped; the next process
+/// sends it from the outbox, and once it is answered 2xx it is never sent again: one
+/// notification per change across the restart, with the same id every time it was tried.
+#[tokio::test]
+async fn a_notification_still_waiting_at_a_restart_is_sent_by_the_next_process_once() {
+    const SOURCE: &str = "restarted-alert";
+    let env = TestEnv::new().await;
+    let alerts = Sink::start().await;
+    alerts.set_default(Answer::status(503));
+    let destination = Sink::start().await;
+    destination.set_default(Answer::status(500));
+    let text = config(SOURCE, &alerts, &destination);
+    let gateway = Running::start(env.config(&text)).await;
+    post(&gateway, SOURCE, 1).await;
+    post(&gateway, SOURCE, 2).await;
+    alerts.wait_for(1, WAIT).await;
+    gateway.stop().await;
+    let refused = alerts.received().len();
+
+    alerts.set_default(Answer::status(200));
+    let again = Running::start(env.config(&text)).await;
+    alerts.wait_for(refused + 1, WAIT).await;
+    env.wait_for_count("SELECT count(*) FROM alert_outbox", 0)
+        .await;
+    // Past more rounds of alert checks and sends: nothing more.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let sent = notifications(&alerts);
+    assert_eq!(sent.len(), refused + 1, "{sent:?}");
+    assert!(
+        sent.iter()
+            .all(|n| n["state"] == "firing" && n["id"] == sent[0]["id"]),
+        "{sent:?}"
+    );
+    let keys: Vec<String> = (alerts.received().iter())
+        .map(|r| r.header("idempotency-key").to_string())
+        .collect();
+    let id = sent[0]["id"].to_string();
+    assert!(keys.iter().all(|k| *k == id), "{keys:?}");
+    again.stop().await;
+}

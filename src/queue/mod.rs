@@ -2,13 +2,15 @@
 //!
 //! Per source, in one Redis Cluster slot (the `{source}` hash tag):
 //! - `<prefix>:{<source>}:events`, the stream: one entry per event to process, field `event`;
-//! - `<prefix>:{<source>}:queued`, a set of the event ids that have an entry in the stream.
+//! - `<prefix>:{<source>}:queued`, a set of the event ids that have an entry in the stream;
+//! - `<prefix>:{<source>}:epoch`, which tells a Redis that lost its data (see [`epoch`]).
 //!
 //! Both change together (MULTI): an entry is added with its id, and deleted (not just acked) with
 //! it once processed, so the stream holds only unprocessed entries and never needs trimming,
 //! and "is this event on the stream?" is one set lookup. A Redis that loses its data loses both,
 //! so an empty set after a flush correctly says "nothing is queued".
 
+pub mod epoch;
 pub mod reader;
 pub mod stream;
 pub mod trim;

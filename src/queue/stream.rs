@@ -39,6 +39,10 @@ impl Streams {
         self.conn.clone()
     }
 
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// `<prefix>:{<source>}:events`: the braces are a Redis Cluster hash tag, keeping all of a
     /// source's keys in one slot.
     pub fn events_key(&self, source: &str) -> String {

@@ -1,8 +1,8 @@
 //! Delivery state: claiming due deliveries, recording attempts, finding due work.
 
 use super::pipeline::Buried;
+use super::requeue::REQUEUE_GRACE;
 use super::{Store, StoreError};
-use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 use std::borrow::Cow;
 use std::time::Duration;
@@ -103,14 +103,6 @@ pub fn storable(text: &str) -> Cow<'_, str> {
     Cow::Owned(format!("{}…", &text[..end]))
 }
 
-/// A pending delivery whose time has come (or whose worker went silent).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Due {
-    pub event_id: Uuid,
-    pub source: String,
-    pub next_attempt_at: DateTime<Utc>,
-}
-
 impl Store {
     /// Claims every due, unleased, pending delivery of `event_id` for `lease`, counting the
     /// attempt now: a worker that dies mid-delivery still used up that attempt. A delivery
@@ -125,6 +117,9 @@ impl Store {
                  UPDATE deliveries
                  SET lease_until = now() + make_interval(secs => $2),
                      lease_token = $3,
+                     -- Should this worker die, the scheduler requeues the delivery then.
+                     requeue_at = now() + make_interval(secs => $2),
+                     requeue_check = false,
                      attempts = attempts + 1,
                      first_attempt_at = coalesce(first_attempt_at, now()),
                      last_attempt_at = now()
@@ -208,6 +203,9 @@ impl Store {
                          last_status = $6, last_error = $7,
                          next_attempt_at = CASE WHEN $8::float8 IS NULL THEN next_attempt_at
                                                 ELSE now() + make_interval(secs => $8) END,
+                         requeue_at = CASE WHEN $8::float8 IS NOT NULL
+                                           THEN now() + make_interval(secs => $8) END,
+                         requeue_check = false,
                          delivered_at = CASE WHEN $4 = 'delivered' THEN now() END
                      WHERE event_id = $1 AND destination = $2 AND lease_token = $3
                      RETURNING event_id, destination
@@ -255,49 +253,6 @@ impl Store {
         settle_events(&mut tx, &[event.event_id]).await?;
         tx.commit().await?;
         Ok(dead)
-    }
-
-    /// Pending deliveries due at or before now, after `after` in (due time, event) order:
-    /// the scheduler walks them page by page so a long backlog is covered over a few rounds.
-    /// Leased deliveries count as due once the lease has run out (their worker went silent).
-    pub async fn due(&self, after: Option<&Due>, limit: i64) -> Result<Vec<Due>, StoreError> {
-        let (at, id) = match after {
-            Some(d) => (Some(d.next_attempt_at), Some(d.event_id)),
-            None => (None, None),
-        };
-        let rows = sqlx::query(
-            "SELECT d.event_id, e.source, d.next_attempt_at
-             FROM deliveries d JOIN events e ON e.id = d.event_id
-             WHERE d.state = 'pending' AND d.next_attempt_at <= now()
-               AND (d.lease_until IS NULL OR d.lease_until < now())
-               AND ($1::timestamptz IS NULL OR (d.next_attempt_at, d.event_id) > ($1, $2))
-             ORDER BY d.next_attempt_at, d.event_id
-             LIMIT $3",
-        )
-        .bind(at)
-        .bind(id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Due {
-                    event_id: r.try_get("event_id")?,
-                    source: r.try_get("source")?,
-                    next_attempt_at: r.try_get("next_attempt_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
-    }
-
-    /// Dead letters not yet replayed, per source.
-    pub async fn dead_letter_depth(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT source, count(*) FROM dead_letters WHERE replayed_at IS NULL GROUP BY source",
-        )
-        .fetch_all(&self.pool)
-        .await?)
     }
 }
 
@@ -359,6 +314,10 @@ pub(super) async fn revive(
              reason = $5,
              max_attempts = d.attempts + l.budget,
              next_attempt_at = now(),
+             -- The caller enqueues the events; the scheduler does after the grace should
+             -- that fail (or they still wait then, behind a backlog: a harmless repeat).
+             requeue_at = now() + make_interval(secs => $6),
+             requeue_check = false,
              lease_until = NULL,
              lease_token = NULL
          FROM locked l
@@ -370,6 +329,7 @@ pub(super) async fn revive(
     .bind(budgets)
     .bind(from)
     .bind(reason)
+    .bind(REQUEUE_GRACE.as_secs_f64())
     .fetch_all(tx)
     .await
 }

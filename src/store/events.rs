@@ -1,5 +1,6 @@
 //! Inserting received events: the dedup point of the whole pipeline.
 
+use super::requeue::REQUEUE_GRACE;
 use super::{Store, StoreError};
 use crate::verify::Verified;
 use bytes::Bytes;
@@ -75,8 +76,11 @@ impl Store {
                  ON CONFLICT (source, external_id) DO NOTHING
                  RETURNING id, source, received_at
              ), deliveries AS (
-                 INSERT INTO deliveries (event_id, destination, max_attempts, next_attempt_at)
-                 SELECT ins.id, r.destination, r.max_attempts, ins.received_at
+                 INSERT INTO deliveries
+                     (event_id, destination, max_attempts, next_attempt_at, requeue_at,
+                      requeue_check)
+                 SELECT ins.id, r.destination, r.max_attempts, ins.received_at,
+                        ins.received_at + make_interval(secs => $9), true
                  FROM ins JOIN routes r ON r.source = ins.source
              )
              SELECT id FROM ins",
@@ -89,6 +93,7 @@ impl Store {
         .bind(&route_sources)
         .bind(&route_names)
         .bind(&route_budgets)
+        .bind(REQUEUE_GRACE.as_secs_f64())
         .fetch_all(&self.pool)
         .await?;
         let inserted: HashSet<Uuid> = inserted.into_iter().collect();

@@ -1,13 +1,10 @@
 //! The worker: reads the streams as one consumer of the shared group, delivers each event to
 //! its source's destinations, records the outcome in Postgres, and only then finishes the entry.
 
-mod alerts;
 pub mod backoff;
 mod deliver;
 mod reclaim;
 mod record;
-mod scheduler;
-mod upkeep;
 
 pub use deliver::Deliverer;
 
@@ -18,7 +15,7 @@ use crate::queue::{Entry, QueueError};
 use crate::store::Store;
 use crate::store::deliveries::{Attempt, Claimed, ClaimedEvent, FailureKind, Next};
 use crate::store::pipeline::Buried;
-use crate::store::routes::{self, Routes};
+use crate::store::routes;
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -49,18 +46,24 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// A fresh consumer name for this process.
+    pub fn consumer_name() -> String {
+        format!(
+            "{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        )
+    }
+
     pub fn spawn(
         config: Arc<Config>,
         store: Store,
         streams: Streams,
+        consumer: String,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
         let worker = Arc::new(Self {
-            consumer: format!(
-                "{}-{}",
-                std::process::id(),
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
-            ),
+            consumer,
             permits: Arc::new(Semaphore::new(config.worker.concurrency)),
             deliverer: Deliverer::new(streams.clone()),
             config,
@@ -73,29 +76,7 @@ impl Worker {
     }
 
     async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let sources: Vec<String> = self.config.sources.iter().map(|s| s.name.clone()).collect();
-        let scheduler = tokio::spawn(scheduler::run(
-            self.store.clone(),
-            self.streams.clone(),
-            sources,
-            Routes::new(&self.config),
-            alerts::Alerts::new(&self.config),
-            self.config.worker.schedule_interval,
-            shutdown.clone(),
-        ));
         let reclaimer = tokio::spawn(reclaim::run(self.clone(), shutdown.clone()));
-        let upkeep = tokio::spawn(upkeep::run(
-            self.config.clone(),
-            self.streams.clone(),
-            self.consumer.clone(),
-            shutdown.clone(),
-        ));
-        let retention = tokio::spawn(crate::retention::run(
-            self.store.clone(),
-            crate::retention::Policy::new(&self.config),
-            self.config.retention.interval,
-            shutdown.clone(),
-        ));
         self.consume(&shutdown).await;
 
         self.tracker.close();
@@ -111,7 +92,7 @@ impl Worker {
             self.hand_back.cancel();
             self.tracker.wait().await;
         }
-        let _ = tokio::join!(scheduler, reclaimer, retention, upkeep);
+        let _ = reclaimer.await;
         tracing::info!("worker stopped");
     }
 
@@ -150,7 +131,7 @@ impl Worker {
                 }
                 Err(error) => {
                     if error.is_nogroup() {
-                        // Redis lost its data: the scheduler re-enqueues what is owed.
+                        // Redis lost its data: the leader's scheduler requeues what is owed.
                         tracing::warn!("consumer group missing; recreating it");
                         self.ensure_groups().await;
                     } else {
@@ -289,7 +270,7 @@ impl Worker {
 }
 
 /// Counts and logs deliveries dead-lettered as hookgate's own failures.
-fn buried(rows: &[Buried]) {
+pub(crate) fn buried(rows: &[Buried]) {
     for b in rows {
         metrics::counter!("hookgate_dead_letters_total", "source" => b.source.clone(), "destination" => b.destination.clone()).increment(1);
         tracing::warn!(event = %b.event_id, source = %b.source, destination = %b.destination, reason = %b.reason, "delivery dead-lettered as a pipeline failure");

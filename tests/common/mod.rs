@@ -141,6 +141,22 @@ impl TestEnv {
             .unwrap()
     }
 
+    /// Waits until `source`'s stream holds `expected` entries.
+    pub async fn wait_for_stream_len(&self, source: &str, expected: usize) {
+        let started = Instant::now();
+        loop {
+            let n = self.stream_len(source).await;
+            if n == expected {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "{source}'s stream holds {n} entries, expected {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Entries of `source`'s stream read by a consumer of hookgate's group and not yet
     /// acknowledged.
     pub async fn stream_pending(&self, source: &str) -> usize {

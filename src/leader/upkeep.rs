@@ -1,6 +1,6 @@
-//! Keeps Redis bounded: every [`PERIOD`] it trims the destination streams (see
-//! [`crate::queue::trim`]) and removes consumers of hookgate's group that are long gone.
-//! Every process does this; two doing it at once is harmless.
+//! Keeps Redis bounded: every [`PERIOD`] the leader trims the destination streams (see
+//! [`crate::queue::trim`]) and removes consumers of hookgate's group that are long gone. Two
+//! leaders doing it at once for a moment is harmless.
 
 use crate::config::{Config, Target};
 use crate::queue::stream::Streams;

@@ -1,0 +1,183 @@
+//! One leader for the background work: exactly one worker process leads (receivers never do),
+//! only it runs the duties, a killed leader is replaced within seconds and its duties (here a
+//! retry that only the scheduler can put back on the stream) are carried on by the new one,
+//! and a leader whose lock's session ends steps down.
+
+mod common;
+
+use common::delivery::{self, DESTINATION_SECRET, SECRET};
+use common::procs::{Hookgate, Role};
+use common::sink::{Answer, Sink};
+use common::{Running, TestEnv};
+use std::time::{Duration, Instant};
+
+/// Standbys try every second; the rest is for a loaded machine.
+const HANDOVER: Duration = Duration::from_secs(15);
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Source `github` whose one destination is `sink`; a failed attempt is retried after 3 s,
+/// time enough to kill the leader first.
+fn sources(sink: &Sink) -> String {
+    format!(
+        r#"
+        [worker]
+        visibility_timeout = "5s"
+        schedule_interval = "50ms"
+
+        [retry]
+        max_attempts = 5
+        initial_delay = "3s"
+        jitter = 0.0
+
+        [[sources]]
+        name = "github"
+        provider = "github"
+        secrets = ["{SECRET}"]
+          [[sources.destinations]]
+          name = "ci"
+          url = "{}"
+          timeout = "2s"
+          secret = "{DESTINATION_SECRET}"
+        "#,
+        sink.url
+    )
+}
+
+async fn leads(process: &Hookgate) -> bool {
+    process
+        .metrics()
+        .await
+        .lines()
+        .any(|l| l == "hookgate_leader 1")
+}
+
+/// The index of the one process of `processes` that leads, once exactly one does in three
+/// looks in a row.
+async fn the_leader(processes: &[&Hookgate]) -> usize {
+    let started = Instant::now();
+    let mut agreed = 0;
+    loop {
+        let mut leaders = Vec::new();
+        for (i, p) in processes.iter().enumerate() {
+            if leads(p).await {
+                leaders.push(i);
+            }
+        }
+        agreed = if leaders.len() == 1 { agreed + 1 } else { 0 };
+        if agreed == 3 {
+            return leaders[0];
+        }
+        assert!(
+            started.elapsed() < HANDOVER,
+            "leaders: {leaders:?} of {} processes",
+            processes.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_worker_process_leads_and_a_killed_leader_is_replaced() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    sink.script(&[Answer::status(500)]);
+    let dir = tempfile::tempdir().unwrap();
+    let text = env.config_text(&sources(&sink));
+    let receiver = Hookgate::start(dir.path(), "receiver", Role::Receive, &text).await;
+    let mut workers = [
+        Hookgate::start(dir.path(), "worker-a", Role::Work, &text).await,
+        Hookgate::start(dir.path(), "worker-b", Role::Work, &text).await,
+        Hookgate::start(dir.path(), "worker-c", Role::Work, &text).await,
+    ];
+    let leader = the_leader(&workers.iter().collect::<Vec<_>>()).await;
+    assert!(
+        !leads(&receiver).await,
+        "a receiver-only process never leads"
+    );
+    // Only the leader reports the depth gauges.
+    for (i, worker) in workers.iter().enumerate() {
+        let gauges = worker.metrics().await.contains("hookgate_stream_pending{");
+        assert_eq!(gauges, i == leader, "{}: gauges {gauges}", worker.name);
+    }
+
+    let body = br#"{"zen":"leader"}"#;
+    let headers = common::sign::github(SECRET, "d-leader", body);
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/webhooks/github", receiver.base))
+        .body(body.to_vec());
+    for (name, value) in &headers {
+        request = request.header(name, value);
+    }
+    assert_eq!(request.send().await.unwrap().status(), 200);
+    sink.wait_for(1, WAIT).await;
+    // The failed attempt is recorded and its entry finished: from now on only the scheduler
+    // can put the retry back on the stream.
+    env.wait_for_count(
+        "SELECT count(*) FROM deliveries
+         WHERE state = 'pending' AND attempts = 1 AND lease_token IS NULL",
+        1,
+    )
+    .await;
+    env.wait_for_stream_len("github", 0).await;
+    let killed = Instant::now();
+    workers[leader].kill();
+
+    let survivors: Vec<&Hookgate> = (workers.iter().enumerate())
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, w)| w)
+        .collect();
+    the_leader(&survivors).await;
+    assert!(killed.elapsed() < HANDOVER, "{:?}", killed.elapsed());
+    sink.wait_for(2, WAIT).await;
+    env.wait_for_count("SELECT count(*) FROM events WHERE status = 'delivered'", 1)
+        .await;
+}
+
+#[tokio::test]
+async fn a_leader_whose_lock_session_ends_steps_down_and_one_leads_again() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    let first = Running::start(env.config(&sources(&sink))).await;
+    until_leading(&first).await;
+    // Postgres ends the session that holds the lock, as a failover or a network cut would.
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks
+         WHERE locktype = 'advisory' AND classid = x'686b676c'::int
+           AND objid = hashtext($1)::oid AND granted",
+    )
+    .bind(&env.schema)
+    .fetch_all(&env.db)
+    .await
+    .unwrap();
+    assert_eq!(ended, [true], "one session held the leader's lock");
+    // The leader notices, stands by, and (being the only candidate) leads again on a new
+    // session: background work goes on.
+    let started = Instant::now();
+    loop {
+        let sessions: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks
+             WHERE locktype = 'advisory' AND classid = x'686b676c'::int
+               AND objid = hashtext($1)::oid AND granted",
+        )
+        .bind(&env.schema)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+        if sessions == 1 && first.metrics().await.contains("hookgate_leader 1") {
+            break;
+        }
+        assert!(started.elapsed() < HANDOVER, "no leader again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    delivery::send(&first, "github", "d-after", b"{}").await;
+    sink.wait_for(1, WAIT).await;
+    first.stop().await;
+}
+
+async fn until_leading(gateway: &Running) {
+    let started = Instant::now();
+    while !gateway.metrics().await.contains("hookgate_leader 1") {
+        assert!(started.elapsed() < HANDOVER, "never led");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
