@@ -1,11 +1,13 @@
 //! Postgres: the source of truth. Runtime queries only, so the build needs no database.
 
+pub mod admin_actions;
 pub mod alerts;
 pub mod dead_letters;
 pub mod deliveries;
 pub mod events;
 pub mod operations;
 pub mod pipeline;
+pub mod purge;
 pub mod redeliver;
 pub mod retention;
 pub mod routes;
