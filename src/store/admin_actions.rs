@@ -8,6 +8,7 @@
 //! already over) records nothing; an action refused before it starts never reaches the store.
 
 use super::{Keyset, Store, StoreError};
+use crate::config::CLI_ACTOR_PREFIX;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -35,7 +36,10 @@ impl Actor {
 
     fn cli_user(user: Option<&str>) -> Self {
         let user = user.map(str::trim).filter(|u| !u.is_empty());
-        Self(format!("cli:{}", user.unwrap_or(UNKNOWN_USER)))
+        Self(format!(
+            "{CLI_ACTOR_PREFIX}{}",
+            user.unwrap_or(UNKNOWN_USER)
+        ))
     }
 
     pub fn as_str(&self) -> &str {
