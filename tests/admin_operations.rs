@@ -1,5 +1,5 @@
-//! Bulk replays as operations of the admin API: selection, progress, cancellation, and hand-over
-//! between processes, against real Postgres and Redis.
+//! Bulk replays and redeliveries as operations of the admin API: selection, progress,
+//! cancellation, and hand-over between processes, against real Postgres and Redis.
 
 mod common;
 
@@ -9,7 +9,7 @@ use common::tokens::{ONCALL, VIEWER};
 use common::{TestEnv, seed};
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -163,18 +163,7 @@ async fn a_cancelled_bulk_replay_stops_and_its_result_counts_what_it_replayed() 
 
     let (op, started) = start_replay(&gw, json!({"source": "github"})).await;
     assert_eq!(started.json["matched"], 20_000);
-    // Cancelled in the middle: once the first batches are in.
-    let progress = poll(&gw, &op, |r| r.json["replayed"].as_i64() > Some(0)).await;
-    let before_cancel = progress.json["replayed"].as_i64().unwrap();
-    let cancelled = send(gw.admin_request(Method::DELETE, &op, ONCALL)).await;
-    assert_eq!(cancelled.status, 200, "{cancelled:?}");
-    assert_eq!(cancelled.json["state"], "cancelled");
-    assert!(cancelled.json["finished_at"].is_string(), "{cancelled:?}");
-    let at_cancel = cancelled.json["replayed"].as_i64().unwrap();
-    assert!(
-        (before_cancel..20_000).contains(&at_cancel),
-        "{cancelled:?}"
-    );
+    let cancelled = cancel_mid_way(&env, &gw, &op).await;
 
     let shown = gw.admin_get(&op, VIEWER).await;
     assert_eq!(shown.status, 303, "{shown:?}");
@@ -231,99 +220,86 @@ async fn a_cancelled_bulk_replay_stops_and_its_result_counts_what_it_replayed() 
 #[tokio::test]
 async fn a_bulk_replay_survives_the_death_of_its_process_and_is_resumed_elsewhere() {
     let env = TestEnv::new().await;
-    let admin_port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let text = env.config_text(&seeded_sources()).replace(
-        "admin_listen = \"127.0.0.1:0\"",
-        &format!("admin_listen = \"127.0.0.1:{admin_port}\""),
-    );
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
-    let mut doomed = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .arg("--config")
-        .arg(file.path())
-        .arg("receive")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let doomed_admin = format!("http://127.0.0.1:{admin_port}");
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http
-        .get(format!("{doomed_admin}/v1/openapi.json"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(started.elapsed() < WAIT, "the doomed process did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Seeded once the process has migrated the schema.
-    seed::dead_letters(&env.db, "github", "ci", 5_000).await;
-
-    let reply = send(
-        http.post(format!("{doomed_admin}/v1/dead-letters/replay"))
-            .bearer_auth(ONCALL)
-            .json(&json!({"source": "github"})),
-    )
-    .await;
-    assert_eq!(reply.status, 202, "{reply:?}");
-    let op = reply.header("location").unwrap().to_string();
-    let id = uuid(&reply.json["id"]);
-    let progress = || async {
-        sqlx::query_as::<_, (String, i64)>("SELECT state, replayed FROM operations WHERE id = $1")
-            .bind(id)
-            .fetch_one(&env.db)
-            .await
-            .unwrap()
-    };
-    while progress().await.1 == 0 {
-        assert!(started.elapsed() < WAIT, "no batch was committed");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    // Hold the next batch at the table lock, then kill the process inside it: that batch rolls
-    // back with the dead connection.
-    let lock = lock_dead_letters(&env).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    doomed.kill().unwrap();
-    doomed.wait().unwrap();
-    lock.rollback().await.unwrap();
-
-    let (state, replayed_before) = progress().await;
-    assert_eq!(state, "running");
-    assert!(
-        replayed_before > 0 && replayed_before < 5_000 && replayed_before % 500 == 0,
-        "{replayed_before}"
-    );
+    killed_mid_batch_and_resumed(&env, Bulk::Replay, 5_000).await;
     assert_eq!(
-        env.count("SELECT count(*) FROM dead_letters WHERE replayed_at IS NOT NULL")
-            .await,
-        replayed_before,
-        "what was counted is exactly what was committed"
+        env.count(
+            "SELECT count(*) FROM deliveries WHERE state = 'pending' AND reason = 'replayed'"
+        )
+        .await,
+        5_000
     );
-
-    // The dead runner's 30 s lease runs out (here at once), and another process takes over.
-    sqlx::query("UPDATE operations SET lease_until = now() WHERE id = $1")
-        .bind(id)
-        .execute(&env.db)
-        .await
-        .unwrap();
-    let rescuer = seeded_gateway(&env).await;
-    let finished = until_finished(&rescuer, &op).await;
-    assert_eq!(finished.json["state"], "succeeded");
-    assert_eq!(finished.json["matched"], 5_000);
-    assert_eq!(finished.json["replayed"], 5_000);
-    for sql in [
-        "SELECT count(*) FROM dead_letters WHERE replayed_at IS NOT NULL",
-        "SELECT count(*) FROM deliveries WHERE state = 'pending' AND reason = 'replayed'",
-    ] {
-        assert_eq!(env.count(sql).await, 5_000, "{sql}");
-    }
     // Replayed once each: a second replay would have raised the budget twice.
     assert_eq!(with_fresh_budget(&env, "github").await, 5_000);
-    rescuer.stop().await;
+}
+
+/// Cancelled mid-way, a bulk redelivery stops: no delivery is revived after the cancel, and
+/// its result counts exactly the events it redelivered.
+#[tokio::test]
+async fn a_cancelled_bulk_redelivery_stops_and_revives_nothing_after_the_cancel() {
+    let env = TestEnv::new().await;
+    let gw = seeded_gateway(&env).await;
+    Bulk::Redeliver.seed(&env, "github", 20_000).await;
+    Bulk::Redeliver.seed(&env, "gitlab", 10).await;
+
+    let (op, started) = start_bulk(&gw.admin, Bulk::Redeliver, json!({"source": "github"})).await;
+    assert_eq!(started.json["matched"], 20_000);
+    let cancelled = cancel_mid_way(&env, &gw, &op).await;
+    let at_cancel = cancelled.json["replayed"].as_i64().unwrap();
+    assert_eq!(
+        Bulk::Redeliver.done(&env, "github").await,
+        at_cancel,
+        "the cancel waited for the batch in flight and counts it"
+    );
+
+    // The runner takes operations one at a time: once a later one has finished, it is done
+    // with the cancelled one.
+    let (later, _) = start_bulk(&gw.admin, Bulk::Redeliver, json!({"source": "gitlab"})).await;
+    assert_eq!(until_finished(&gw, &later).await.json["replayed"], 10);
+    let result = gw.admin_get(&format!("{op}/result"), VIEWER).await;
+    assert_eq!(result.json["state"], "cancelled", "{result:?}");
+    assert_eq!(result.json["replayed"], at_cancel, "{result:?}");
+    assert_eq!(
+        Bulk::Redeliver.done(&env, "github").await,
+        at_cancel,
+        "no delivery was revived after the cancel"
+    );
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE e.source = 'github' AND d.state = 'delivered'"
+        )
+        .await,
+        20_000 - at_cancel,
+        "what was not redelivered stays delivered"
+    );
+    assert_eq!(
+        env.stream_len("github").await as i64,
+        at_cancel,
+        "only what was redelivered went back on the stream"
+    );
+}
+
+/// The process running a bulk redelivery is killed (SIGKILL) mid-batch; once its lease runs
+/// out another process resumes from the last committed batch, and every event is redelivered
+/// exactly once.
+#[tokio::test]
+async fn a_bulk_redelivery_survives_the_death_of_its_process_and_is_resumed_elsewhere() {
+    let env = TestEnv::new().await;
+    killed_mid_batch_and_resumed(&env, Bulk::Redeliver, 5_000).await;
+    assert_eq!(
+        env.count("SELECT count(*) FROM events WHERE status = 'pending'")
+            .await,
+        5_000
+    );
+    // Revived once each: the audit trail holds one redelivery per delivery.
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM event_transitions
+             WHERE destination IS NOT NULL AND to_state = 'pending' AND reason = 'redelivered'"
+        )
+        .await,
+        5_000
+    );
 }
 
 /// A process shut down mid-operation finishes its batch, then gives up the lease at once:
