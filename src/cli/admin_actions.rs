@@ -8,6 +8,7 @@ use crate::store::admin_actions::{Action, AdminAction, AdminActionFilter};
 use anyhow::Context;
 use chrono::Utc;
 use clap::Subcommand;
+use serde_json::Value;
 
 /// Width of the target and outcome columns: enough for a filter or a few ids.
 const JSON_WIDTH: usize = 60;
@@ -87,11 +88,32 @@ fn table(rows: &[AdminAction]) -> String {
             rfc3339(a.at),
             a.actor.clone(),
             a.action.clone(),
-            one_line(&a.target.0.to_string(), JSON_WIDTH),
-            one_line(&a.outcome.0.to_string(), JSON_WIDTH),
+            one_line(&summary(&a.target.0), JSON_WIDTH),
+            one_line(&summary(&a.outcome.0), JSON_WIDTH),
         ]
     }));
     columns(&lines)
+}
+
+/// An object as `key=value` pairs, counts and names before lists, so that what a cut line
+/// keeps is what says most (`deleted=2 dead_letters=[...]`); strings without their quotes.
+fn summary(value: &Value) -> String {
+    let Value::Object(fields) = value else {
+        return value.to_string();
+    };
+    let (scalars, nested): (Vec<_>, Vec<_>) = fields
+        .iter()
+        .partition(|(_, v)| !v.is_array() && !v.is_object());
+    let show = |v: &Value| match v {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    scalars
+        .into_iter()
+        .chain(nested)
+        .map(|(key, v)| format!("{key}={}", show(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -114,12 +136,23 @@ mod tests {
         let line = text.lines().nth(1).unwrap();
         assert!(
             line.starts_with(
-                "2026-11-23T10:00:00Z  cli:alice  purge   {\"filter\":{\"source\":\"github\"}}"
+                "2026-11-23T10:00:00Z  cli:alice  purge   filter={\"source\":\"github\"}  \
+                 deleted=2 dead_letters=[\"000"
             ),
             "{text}"
         );
         assert!(line.ends_with('…'), "{line}");
         assert_eq!(table(&[]), "");
+    }
+
+    #[test]
+    fn a_summary_puts_counts_and_names_before_lists() {
+        let outcome = json!({"redelivered": ["ci"], "event": "e1", "destinations": null});
+        assert_eq!(
+            summary(&outcome),
+            "destinations=null event=e1 redelivered=[\"ci\"]"
+        );
+        assert_eq!(summary(&json!([1])), "[1]");
     }
 
     #[test]
