@@ -7,13 +7,14 @@ mod common;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::admin::*;
-use common::cli::{hookgate, hookgate_as};
+use common::cli::{Output, hookgate_as};
 use common::tokens::{ONCALL, VIEWER};
-use common::{Running, TestEnv, seed};
+use common::{Reply, Running, TestEnv, seed};
 use hookgate::app::Roles;
 use hookgate::store::admin_actions::Action;
 use reqwest::Method;
 use serde_json::{Value, json};
+use tempfile::NamedTempFile;
 use uuid::Uuid;
 
 /// A second token that may act, so that a recorded actor is shown to be the acting token's
@@ -39,27 +40,69 @@ async fn gateway(env: &TestEnv) -> Running {
     Running::start_with_roles(env.config(&sources()), Roles::RECEIVER).await
 }
 
-/// One recorded action as the table holds it: `(actor, action, target, outcome)`.
-type Recorded = (String, String, Value, Value);
-
-fn row(actor: &str, action: &str, target: Value, outcome: Value) -> Recorded {
-    (actor.to_string(), action.to_string(), target, outcome)
+/// `METHOD /path [JSON body]` sent to the admin API with `token`.
+async fn request(gw: &Running, token: &str, line: &str) -> Reply {
+    let mut parts = line.splitn(3, ' ');
+    let method = Method::from_bytes(parts.next().unwrap().as_bytes()).unwrap();
+    let mut request = gw.admin_request(method, parts.next().unwrap(), token);
+    if let Some(body) = parts.next() {
+        request = request.json(&serde_json::from_str::<Value>(body).unwrap());
+    }
+    send(request).await
 }
 
-/// Every recorded action, oldest first.
-async fn recorded(env: &TestEnv) -> Vec<Recorded> {
-    sqlx::query_as("SELECT actor, action, target, outcome FROM admin_actions ORDER BY at, id")
-        .fetch_all(&env.db)
-        .await
-        .unwrap()
+/// `hookgate <args>` (split on spaces) as `$USER` `user` (unset when `None`); must succeed.
+async fn cli(config: &NamedTempFile, user: Option<&str>, args: &str) -> Output {
+    let args: Vec<&str> = args.split(' ').collect();
+    let out = hookgate_as(config, user, &args).await;
+    assert!(out.ok, "{args:?}: {out:?}");
+    out
+}
+
+/// Every recorded action, oldest first, as `{actor, action, target, outcome}`.
+async fn recorded(env: &TestEnv) -> Vec<Value> {
+    sqlx::query_scalar(
+        "SELECT jsonb_build_object('actor', actor, 'action', action, 'target', target,
+                                   'outcome', outcome)
+         FROM admin_actions ORDER BY at, id",
+    )
+    .fetch_all(&env.db)
+    .await
+    .unwrap()
 }
 
 /// The actions recorded since the last call; `seen` counts those already returned.
-async fn since(env: &TestEnv, seen: &mut usize) -> Vec<Recorded> {
+async fn since(env: &TestEnv, seen: &mut usize) -> Vec<Value> {
     let all = recorded(env).await;
     let new = all[*seen..].to_vec();
     *seen = all.len();
     new
+}
+
+/// Listed actions (API items or `--json` output) as [`recorded`] shows them, oldest first.
+fn oldest_first(listed: &Value) -> Vec<Value> {
+    let fields = ["actor", "action", "target", "outcome"];
+    let shown = |a: &Value| -> Value { fields.iter().map(|&f| (f, a[f].clone())).collect() };
+    let mut actions: Vec<Value> = listed.as_array().unwrap().iter().map(shown).collect();
+    actions.reverse();
+    actions
+}
+
+/// What the tables hold, to show that an action happened or not.
+async fn state(env: &TestEnv) -> Value {
+    sqlx::query_scalar(
+        "SELECT jsonb_build_object(
+             'actions', (SELECT count(*) FROM admin_actions),
+             'open', (SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL),
+             'dead_letters', (SELECT count(*) FROM dead_letters),
+             'delivered', (SELECT count(*) FROM deliveries WHERE state = 'delivered'),
+             'operations', (SELECT count(*) FROM operations),
+             'running', (SELECT count(*) FROM operations WHERE state = 'running'),
+             'transitions', (SELECT count(*) FROM event_transitions))",
+    )
+    .fetch_one(&env.db)
+    .await
+    .unwrap()
 }
 
 /// An operation in `state` whose runner is alive elsewhere (its lease is held for an hour),
@@ -79,14 +122,6 @@ async fn operation(env: &TestEnv, state: &str) -> Uuid {
     id
 }
 
-async fn act(gw: &Running, method: Method, path: &str, token: &str, body: Option<Value>) -> u16 {
-    let mut request = gw.admin_request(method, path, token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    send(request).await.status
-}
-
 #[tokio::test]
 async fn each_action_through_the_api_is_recorded_once_with_its_tokens_name_target_and_outcome() {
     let env = TestEnv::new().await;
@@ -97,125 +132,70 @@ async fn each_action_through_the_api_is_recorded_once_with_its_tokens_name_targe
     let events = seed::delivered_events(&env.db, "github", "ci", 4).await;
     let mut seen = 0;
 
-    let path = format!("/v1/dead-letters/{to_replay}/replay");
-    assert_eq!(act(&gw, Method::POST, &path, ONCALL, None).await, 200);
-    assert_eq!(
-        since(&env, &mut seen).await,
-        [row(
-            "oncall",
-            "replay",
-            json!({"dead_letters": [to_replay]}),
-            json!({"replayed": 1, "dead_letters": [to_replay], "unroutable": []})
-        )]
+    let line = format!("POST /v1/dead-letters/{to_replay}/replay");
+    assert_eq!(request(&gw, ONCALL, &line).await.status, 200);
+    let line = format!("DELETE /v1/dead-letters/{to_delete}");
+    assert_eq!(request(&gw, NIGHT_SHIFT, &line).await.status, 204);
+    let line = format!(
+        r#"POST /v1/events/{}/redeliver {{"destinations": ["ci"]}}"#,
+        events[0]
     );
-
-    let path = format!("/v1/dead-letters/{to_delete}");
-    assert_eq!(
-        act(&gw, Method::DELETE, &path, NIGHT_SHIFT, None).await,
-        204
-    );
-    assert_eq!(
-        since(&env, &mut seen).await,
-        [row(
-            "night-shift",
-            "delete",
-            json!({"dead_letters": [to_delete]}),
-            json!({"deleted": 1, "dead_letters": [to_delete]})
-        )]
-    );
-
-    let path = format!("/v1/events/{}/redeliver", events[0]);
-    let body = json!({"destinations": ["ci"]});
-    assert_eq!(
-        act(&gw, Method::POST, &path, NIGHT_SHIFT, Some(body)).await,
-        202
-    );
+    assert_eq!(request(&gw, NIGHT_SHIFT, &line).await.status, 202);
     // Without a body, every destination of the event: `null` in the target.
-    let path = format!("/v1/events/{}/redeliver", events[1]);
-    assert_eq!(act(&gw, Method::POST, &path, ONCALL, None).await, 202);
+    let line = format!("POST /v1/events/{}/redeliver", events[1]);
+    assert_eq!(request(&gw, ONCALL, &line).await.status, 202);
     assert_eq!(
         since(&env, &mut seen).await,
         [
-            row(
-                "night-shift",
-                "redeliver",
-                json!({"event": events[0], "destinations": ["ci"]}),
-                json!({"redelivered": ["ci"]})
-            ),
-            row(
-                "oncall",
-                "redeliver",
-                json!({"event": events[1], "destinations": null}),
-                json!({"redelivered": ["ci"]})
-            )
+            json!({"actor": "oncall", "action": "replay",
+                   "target": {"dead_letters": [to_replay]},
+                   "outcome": {"replayed": 1, "dead_letters": [to_replay], "unroutable": []}}),
+            json!({"actor": "night-shift", "action": "delete",
+                   "target": {"dead_letters": [to_delete]},
+                   "outcome": {"deleted": 1, "dead_letters": [to_delete]}}),
+            json!({"actor": "night-shift", "action": "redeliver",
+                   "target": {"event": events[0], "destinations": ["ci"]},
+                   "outcome": {"redelivered": ["ci"]}}),
+            json!({"actor": "oncall", "action": "redeliver",
+                   "target": {"event": events[1], "destinations": null},
+                   "outcome": {"redelivered": ["ci"]}}),
         ]
     );
 
     // A bulk operation is recorded when it is created, with its id; its batches add nothing.
     let (replay, started) = start_replay(&gw, json!({"source": "gitlab"})).await;
     let replay_id = uuid(&started.json["id"]);
-    let reply = send(
-        gw.admin_request(Method::POST, "/v1/events/redeliver", NIGHT_SHIFT)
-            .json(&json!({"source": "github", "status": "delivered"})),
-    )
-    .await;
+    let line = r#"POST /v1/events/redeliver {"source": "github", "status": "delivered"}"#;
+    let reply = request(&gw, NIGHT_SHIFT, line).await;
     assert_eq!(reply.status, 202, "{reply:?}");
-    let redeliver = reply.header("location").unwrap().to_string();
     let redeliver_id = uuid(&reply.json["id"]);
     assert_eq!(until_finished(&gw, &replay).await.json["replayed"], 3);
+    let redeliver = format!("/v1/operations/{redeliver_id}");
     assert_eq!(until_finished(&gw, &redeliver).await.json["replayed"], 2);
+    let held = operation(&env, "running").await;
+    let line = format!("DELETE /v1/operations/{held}");
+    assert_eq!(request(&gw, ONCALL, &line).await.status, 200);
     assert_eq!(
         since(&env, &mut seen).await,
         [
-            row(
-                "oncall",
-                "replay",
-                json!({"filter": {"source": "gitlab"}}),
-                json!({"operation": replay_id, "matched": 3})
-            ),
-            row(
-                "night-shift",
-                "redeliver",
-                json!({"filter": {"source": "github", "status": "delivered"}}),
-                json!({"operation": redeliver_id, "matched": 2})
-            )
+            json!({"actor": "oncall", "action": "replay",
+                   "target": {"filter": {"source": "gitlab"}},
+                   "outcome": {"operation": replay_id, "matched": 3}}),
+            json!({"actor": "night-shift", "action": "redeliver",
+                   "target": {"filter": {"source": "github", "status": "delivered"}},
+                   "outcome": {"operation": redeliver_id, "matched": 2}}),
+            json!({"actor": "oncall", "action": "cancel",
+                   "target": {"operation": held},
+                   "outcome": {"kind": "redeliver", "state": "cancelled", "replayed": 0,
+                               "failed": 0}}),
         ]
-    );
-
-    let held = operation(&env, "running").await;
-    let path = format!("/v1/operations/{held}");
-    assert_eq!(act(&gw, Method::DELETE, &path, ONCALL, None).await, 200);
-    assert_eq!(
-        since(&env, &mut seen).await,
-        [row(
-            "oncall",
-            "cancel",
-            json!({"operation": held}),
-            json!({"kind": "redeliver", "state": "cancelled", "replayed": 0, "failed": 0})
-        )]
     );
 
     // The API lists exactly what was recorded, newest first.
     let reply = gw.admin_get("/v1/admin-actions", VIEWER).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.json["next_cursor"], Value::Null);
-    let listed: Vec<Recorded> = reply.json["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            let text = |key: &str| a[key].as_str().unwrap().to_string();
-            (
-                text("actor"),
-                text("action"),
-                a["target"].clone(),
-                a["outcome"].clone(),
-            )
-        })
-        .collect();
-    let mut expected = recorded(&env).await;
-    expected.reverse();
-    assert_eq!(listed, expected);
+    assert_eq!(oldest_first(&reply.json["items"]), recorded(&env).await);
 }
 
 #[tokio::test]
@@ -237,175 +217,53 @@ async fn refused_actions_and_actions_that_change_nothing_are_not_recorded() {
     let finished = operation(&env, "succeeded").await;
     let cancelled = operation(&env, "cancelled").await;
     let unknown = Uuid::new_v4();
-    let all = || Some(json!({"all": true}));
+    let before = state(&env).await;
 
-    const POST: Method = Method::POST;
-    const DELETE: Method = Method::DELETE;
-    let requests: [(Method, String, &str, Option<Value>, u16); 21] = [
+    // `<status> <token> <request>`: what each answers, by whom.
+    let cases = [
         // No valid token, or one that may only read.
-        (
-            POST,
-            format!("/v1/dead-letters/{open}/replay"),
-            "not-a-token-0123456789",
-            None,
-            401,
-        ),
-        (
-            POST,
-            format!("/v1/dead-letters/{open}/replay"),
-            VIEWER,
-            None,
-            403,
-        ),
-        (
-            DELETE,
-            format!("/v1/dead-letters/{open}"),
-            VIEWER,
-            None,
-            403,
-        ),
-        (
-            POST,
-            format!("/v1/events/{delivered}/redeliver"),
-            VIEWER,
-            None,
-            403,
-        ),
-        (POST, "/v1/dead-letters/replay".into(), VIEWER, all(), 403),
-        (POST, "/v1/events/redeliver".into(), VIEWER, all(), 403),
-        (
-            DELETE,
-            format!("/v1/operations/{running}"),
-            VIEWER,
-            None,
-            403,
-        ),
+        format!("401 stranger POST /v1/dead-letters/{open}/replay"),
+        format!("403 viewer POST /v1/dead-letters/{open}/replay"),
+        format!("403 viewer DELETE /v1/dead-letters/{open}"),
+        format!("403 viewer POST /v1/events/{delivered}/redeliver"),
+        r#"403 viewer POST /v1/dead-letters/replay {"all": true}"#.into(),
+        r#"403 viewer POST /v1/events/redeliver {"all": true}"#.into(),
+        format!("403 viewer DELETE /v1/operations/{running}"),
         // Nothing to act on.
-        (
-            POST,
-            format!("/v1/dead-letters/{unknown}/replay"),
-            ONCALL,
-            None,
-            404,
-        ),
-        (
-            DELETE,
-            format!("/v1/dead-letters/{unknown}"),
-            ONCALL,
-            None,
-            404,
-        ),
-        (
-            POST,
-            format!("/v1/events/{unknown}/redeliver"),
-            ONCALL,
-            None,
-            404,
-        ),
-        (
-            POST,
-            format!("/v1/events/{delivered}/redeliver"),
-            ONCALL,
-            Some(json!({"destinations": ["cd"]})),
-            404,
-        ),
-        (
-            DELETE,
-            format!("/v1/operations/{unknown}"),
-            ONCALL,
-            None,
-            404,
-        ),
-        // Not possible now.
-        (
-            POST,
-            format!("/v1/dead-letters/{replayed}/replay"),
-            ONCALL,
-            None,
-            409,
-        ),
-        (
-            POST,
-            format!("/v1/dead-letters/{unroutable}/replay"),
-            ONCALL,
-            None,
-            409,
-        ),
-        (
-            POST,
-            format!("/v1/events/{stranded}/redeliver"),
-            ONCALL,
-            None,
-            409,
-        ),
-        (
-            DELETE,
-            format!("/v1/operations/{finished}"),
-            ONCALL,
-            None,
-            409,
-        ),
-        // Malformed.
-        (
-            POST,
-            "/v1/dead-letters/replay".into(),
-            ONCALL,
-            Some(json!({})),
-            400,
-        ),
-        (
-            POST,
-            "/v1/events/redeliver".into(),
-            ONCALL,
-            Some(json!({"all": true, "source": "github"})),
-            400,
-        ),
-        (
-            POST,
-            format!("/v1/events/{delivered}/redeliver"),
-            ONCALL,
-            Some(json!({"destination": "ci"})),
-            400,
-        ),
+        format!("404 oncall POST /v1/dead-letters/{unknown}/replay"),
+        format!("404 oncall DELETE /v1/dead-letters/{unknown}"),
+        format!("404 oncall POST /v1/events/{unknown}/redeliver"),
+        format!(r#"404 oncall POST /v1/events/{delivered}/redeliver {{"destinations": ["cd"]}}"#),
+        format!("404 oncall DELETE /v1/operations/{unknown}"),
+        // Not possible now: already replayed, no longer configured, already over.
+        format!("409 oncall POST /v1/dead-letters/{replayed}/replay"),
+        format!("409 oncall POST /v1/dead-letters/{unroutable}/replay"),
+        format!("409 oncall POST /v1/events/{stranded}/redeliver"),
+        format!("409 oncall DELETE /v1/operations/{finished}"),
+        "400 oncall POST /v1/dead-letters/replay {}".into(),
+        r#"400 oncall POST /v1/events/redeliver {"all": true, "source": "github"}"#.into(),
+        format!(r#"400 oncall POST /v1/events/{delivered}/redeliver {{"destination": "ci"}}"#),
         // Answered, but nothing changes: the delivery is still pending, the operation was
         // already cancelled.
-        (
-            POST,
-            format!("/v1/events/{pending}/redeliver"),
-            ONCALL,
-            None,
-            202,
-        ),
-        (
-            DELETE,
-            format!("/v1/operations/{cancelled}"),
-            ONCALL,
-            None,
-            200,
-        ),
+        format!("202 oncall POST /v1/events/{pending}/redeliver"),
+        format!("200 oncall DELETE /v1/operations/{cancelled}"),
     ];
-    for (method, path, token, body, status) in requests {
-        let answered = act(&gw, method.clone(), &path, token, body).await;
-        assert_eq!(answered, status, "{method} {path}");
-        assert_eq!(recorded(&env).await, [], "{method} {path} was recorded");
+    for case in cases {
+        let (status, rest) = case.split_once(' ').unwrap();
+        let (who, line) = rest.split_once(' ').unwrap();
+        let token = match who {
+            "viewer" => VIEWER,
+            "oncall" => ONCALL,
+            _ => "not-a-token-0123456789",
+        };
+        let reply = request(&gw, token, line).await;
+        assert_eq!(reply.status.to_string(), status, "{line}: {reply:?}");
+        assert_eq!(recorded(&env).await, NO_ACTIONS, "{case} was recorded");
     }
-
-    // And indeed nothing changed.
-    for (sql, expected) in [
-        (
-            "SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL",
-            2,
-        ),
-        (
-            "SELECT count(*) FROM deliveries WHERE state = 'delivered'",
-            2,
-        ),
-        ("SELECT count(*) FROM operations WHERE state = 'running'", 1),
-        ("SELECT count(*) FROM event_transitions", 0),
-    ] {
-        assert_eq!(env.count(sql).await, expected, "{sql}");
-    }
+    assert_eq!(state(&env).await, before, "nothing changed");
 }
+
+const NO_ACTIONS: [Value; 0] = [];
 
 /// The record is written in the action's own transaction: when the database refuses the
 /// record, the action does not happen either, through the API or the CLI.
@@ -416,6 +274,7 @@ async fn an_action_whose_record_cannot_be_written_does_not_happen() {
     let letter = seed::dead_letter(&env.db, "github", "ci", "2026-11-20T10:00:00Z").await;
     let event = seed::delivered_events(&env.db, "github", "ci", 1).await[0];
     let held = operation(&env, "running").await;
+    let before = state(&env).await;
     sqlx::query(
         "ALTER TABLE admin_actions ADD CONSTRAINT refused
          CHECK (actor <> 'night-shift' AND actor NOT LIKE 'cli:%')",
@@ -424,59 +283,35 @@ async fn an_action_whose_record_cannot_be_written_does_not_happen() {
     .await
     .unwrap();
 
-    const POST: Method = Method::POST;
-    const DELETE: Method = Method::DELETE;
-    let source = || Some(json!({"source": "github"}));
-    for (method, path, body) in [
-        (POST, format!("/v1/dead-letters/{letter}/replay"), None),
-        (DELETE, format!("/v1/dead-letters/{letter}"), None),
-        (POST, format!("/v1/events/{event}/redeliver"), None),
-        (POST, "/v1/dead-letters/replay".into(), source()),
-        (POST, "/v1/events/redeliver".into(), source()),
-        (DELETE, format!("/v1/operations/{held}"), None),
+    for line in [
+        format!("POST /v1/dead-letters/{letter}/replay"),
+        format!("DELETE /v1/dead-letters/{letter}"),
+        format!("POST /v1/events/{event}/redeliver"),
+        r#"POST /v1/dead-letters/replay {"source": "github"}"#.into(),
+        r#"POST /v1/events/redeliver {"source": "github"}"#.into(),
+        format!("DELETE /v1/operations/{held}"),
     ] {
-        let mut request = gw.admin_request(method.clone(), &path, NIGHT_SHIFT);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        send(request).await.assert_problem(503, "store-unavailable");
+        let reply = request(&gw, NIGHT_SHIFT, &line).await;
+        reply.assert_problem(503, "store-unavailable");
+        assert_eq!(state(&env).await, before, "{line} took effect");
     }
     let config = env.config_file(&sources());
-    let (letter, event) = (letter.to_string(), event.to_string());
-    let (letter, event) = (letter.as_str(), event.as_str());
     for args in [
-        ["dlq", "replay", letter].as_slice(),
-        &["dlq", "purge", letter],
-        &["dlq", "replay", "--all", "--source", "github"],
-        &["dlq", "purge", "--all", "--source", "github"],
-        &["events", "redeliver", event],
+        format!("dlq replay {letter}"),
+        format!("dlq purge {letter}"),
+        "dlq replay --all --source github".into(),
+        "dlq purge --all --source github".into(),
+        format!("events redeliver {event}"),
     ] {
-        let out = hookgate_as(&config, Some("alice"), args).await;
-        assert!(!out.ok, "{args:?}: {out:?}");
-    }
-
-    for (sql, expected) in [
-        ("SELECT count(*) FROM admin_actions", 0),
-        (
-            "SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL",
-            1,
-        ),
-        ("SELECT count(*) FROM deliveries WHERE state = 'dead'", 1),
-        (
-            "SELECT count(*) FROM deliveries WHERE state = 'delivered'",
-            1,
-        ),
-        ("SELECT count(*) FROM operations", 1),
-        ("SELECT count(*) FROM operations WHERE state = 'running'", 1),
-        ("SELECT count(*) FROM event_transitions", 0),
-    ] {
-        assert_eq!(env.count(sql).await, expected, "{sql}");
+        let out = hookgate_as(&config, Some("alice"), &args.split(' ').collect::<Vec<_>>()).await;
+        assert!(!out.ok, "{args}: {out:?}");
+        assert_eq!(state(&env).await, before, "{args} took effect");
     }
     assert_eq!(env.stream_len("github").await, 0);
 
     // A token whose records are taken acts as usual.
-    let path = format!("/v1/dead-letters/{letter}/replay");
-    assert_eq!(act(&gw, POST, &path, ONCALL, None).await, 200);
+    let line = format!("POST /v1/dead-letters/{letter}/replay");
+    assert_eq!(request(&gw, ONCALL, &line).await.status, 200);
     assert_eq!(recorded(&env).await.len(), 1);
 }
 
@@ -516,15 +351,15 @@ async fn the_log_is_listed_newest_first_across_pages_by_action_actor_and_time() 
     assert_eq!(pages, 5);
     let (since, until) = (base + TimeDelta::minutes(3), base + TimeDelta::minutes(9));
     let window = format!("since={}&until={}", rfc3339(since), rfc3339(until));
-    let window = window.as_str();
-    let filters: [(&str, Box<dyn Fn(&Row) -> bool>); 5] = [
+    type Keep = Box<dyn Fn(&Row) -> bool>;
+    let filters: [(&str, Keep); 5] = [
         ("action=purge", Box::new(|r| r.kind == "purge")),
         ("actor=cli:alice", Box::new(|r| r.source == "cli:alice")),
         (
             "action=replay&actor=oncall",
             Box::new(|r| r.kind == "replay" && r.source == "oncall"),
         ),
-        (window, Box::new(move |r| since <= r.at && r.at < until)),
+        (&window, Box::new(move |r| since <= r.at && r.at < until)),
         ("action=pause", Box::new(|_| false)),
     ];
     for (query, keep) in filters {
@@ -539,14 +374,8 @@ async fn the_log_is_listed_newest_first_across_pages_by_action_actor_and_time() 
     assert_eq!(time(&item["at"]), last.at);
     assert_eq!(
         item,
-        &json!({
-            "id": last.id,
-            "at": item["at"],
-            "actor": last.source,
-            "action": last.kind,
-            "target": {"n": 29},
-            "outcome": {"ok": true},
-        })
+        &json!({"id": last.id, "at": item["at"], "actor": last.source, "action": last.kind,
+                "target": {"n": 29}, "outcome": {"ok": true}})
     );
 
     for (query, slug) in [
@@ -581,129 +410,78 @@ async fn cli_actions_are_recorded_as_the_shells_user_and_listed_by_admin_actions
     let second = seed::dead_letter(&env.db, "github", "ci", "2026-11-20T11:00:00Z").await;
     seed::dead_letters(&env.db, "gitlab", "ci", 3).await;
     let event = seed::delivered_events(&env.db, "github", "ci", 1).await[0];
-    let (first_arg, second_arg) = (first.to_string(), second.to_string());
     let mut seen = 0;
-    let run = async |user: Option<&str>, args: &[&str]| {
-        let out = hookgate_as(&config, user, args).await;
-        assert!(out.ok, "{args:?}: {out:?}");
-        out
-    };
 
-    run(Some("alice"), &["dlq", "replay", &first_arg]).await;
-    run(Some("alice"), &["dlq", "purge", &second_arg]).await;
-    let out = run(
+    cli(&config, Some("alice"), &format!("dlq replay {first}")).await;
+    cli(&config, Some("alice"), &format!("dlq purge {second}")).await;
+    let out = cli(
+        &config,
         Some("bob"),
-        &["dlq", "replay", "--all", "--source", "gitlab", "--json"],
+        "dlq replay --all --source gitlab --json",
     )
     .await;
     let gitlab: Value = serde_json::from_str(&out.stdout).unwrap();
-    run(None, &["events", "redeliver", &event.to_string()]).await;
-    let purge_all = [
-        "dlq",
-        "purge",
-        "--all",
-        "--source",
-        "github",
-        "--include-replayed",
-    ];
-    run(Some("bob"), &purge_all).await;
+    cli(&config, None, &format!("events redeliver {event}")).await;
+    let purge = "dlq purge --all --source github --include-replayed";
+    cli(&config, Some("bob"), purge).await;
     assert_eq!(
         since(&env, &mut seen).await,
         [
-            row(
-                "cli:alice",
-                "replay",
-                json!({"dead_letters": [first]}),
-                json!({"replayed": 1, "dead_letters": [first], "unroutable": []})
-            ),
-            row(
-                "cli:alice",
-                "purge",
-                json!({"dead_letters": [second]}),
-                json!({"deleted": 1, "dead_letters": [second]})
-            ),
-            row(
-                "cli:bob",
-                "replay",
-                json!({"filter": {"source": "gitlab"}}),
-                json!({"replayed": 3, "dead_letters": gitlab["ids"], "unroutable": []})
-            ),
-            row(
-                "cli:unknown",
-                "redeliver",
-                json!({"event": event, "destinations": null}),
-                json!({"redelivered": ["ci"]})
-            ),
-            row(
-                "cli:bob",
-                "purge",
-                json!({"filter": {"source": "github", "include_replayed": true}}),
-                json!({"deleted": 1, "dead_letters": [first]})
-            ),
+            json!({"actor": "cli:alice", "action": "replay",
+                   "target": {"dead_letters": [first]},
+                   "outcome": {"replayed": 1, "dead_letters": [first], "unroutable": []}}),
+            json!({"actor": "cli:alice", "action": "purge",
+                   "target": {"dead_letters": [second]},
+                   "outcome": {"deleted": 1, "dead_letters": [second]}}),
+            json!({"actor": "cli:bob", "action": "replay",
+                   "target": {"filter": {"source": "gitlab"}},
+                   "outcome": {"replayed": 3, "dead_letters": gitlab["ids"], "unroutable": []}}),
+            json!({"actor": "cli:unknown", "action": "redeliver",
+                   "target": {"event": event, "destinations": null},
+                   "outcome": {"redelivered": ["ci"]}}),
+            json!({"actor": "cli:bob", "action": "purge",
+                   "target": {"filter": {"source": "github", "include_replayed": true}},
+                   "outcome": {"deleted": 1, "dead_letters": [first]}}),
         ]
     );
 
     // Refused commands record nothing.
-    let unknown = Uuid::new_v4().to_string();
-    let unknown = unknown.as_str();
-    for args in [
-        ["dlq", "replay", unknown],
-        ["dlq", "purge", unknown],
-        ["events", "redeliver", unknown],
-    ] {
-        let out = hookgate_as(&config, Some("alice"), &args).await;
-        assert!(!out.ok, "{args:?}: {out:?}");
+    let unknown = Uuid::new_v4();
+    for command in ["dlq replay", "dlq purge", "events redeliver"] {
+        let args = format!("{command} {unknown}");
+        let out = hookgate_as(&config, Some("alice"), &args.split(' ').collect::<Vec<_>>()).await;
+        assert!(!out.ok, "{args}: {out:?}");
     }
-    assert_eq!(since(&env, &mut seen).await, []);
+    assert_eq!(since(&env, &mut seen).await, NO_ACTIONS);
 
     // `admin-actions list`: what GET /v1/admin-actions shows, newest first.
-    let out = hookgate(&config, &["admin-actions", "list", "--json"]).await;
-    assert!(out.ok, "{out:?}");
-    let listed: Vec<Recorded> = serde_json::from_str::<Vec<Value>>(&out.stdout)
-        .unwrap()
-        .into_iter()
-        .map(|a| {
-            let text = |key: &str| a[key].as_str().unwrap().to_string();
-            (
-                text("actor"),
-                text("action"),
-                a["target"].clone(),
-                a["outcome"].clone(),
-            )
-        })
-        .collect();
-    let mut expected = recorded(&env).await;
-    expected.reverse();
-    assert_eq!(listed, expected);
+    let out = cli(&config, None, "admin-actions list --json").await;
+    let listed: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(oldest_first(&listed), recorded(&env).await);
 
-    let args = [
-        "admin-actions",
-        "list",
-        "--actor",
-        "cli:alice",
-        "--action",
-        "purge",
-    ];
-    let out = hookgate(&config, &args).await;
-    assert!(out.ok, "{out:?}");
+    let out = cli(
+        &config,
+        None,
+        "admin-actions list --actor cli:alice --action purge",
+    )
+    .await;
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{}", out.stdout);
     assert!(lines[0].starts_with("AT "), "{}", out.stdout);
     assert!(lines[1].contains(" cli:alice  purge "), "{}", out.stdout);
     assert!(lines[1].contains(&second.to_string()), "{}", out.stdout);
     assert_eq!(lines[2], "1 action(s)");
-
-    for (args, shown) in [
-        (["--limit", "2"], "2 action(s)"),
-        (["--since", "1h"], "5 action(s)"),
-        (["--until", "1h"], "0 action(s)"),
+    for (filter, shown) in [
+        ("--limit 2", "2 action(s)"),
+        ("--since 1h", "5 action(s)"),
+        ("--until 1h", "0 action(s)"),
     ] {
-        let out = hookgate(&config, &[&["admin-actions", "list"], &args[..]].concat()).await;
-        assert!(out.ok, "{out:?}");
-        assert_eq!(out.stdout.lines().last(), Some(shown), "{args:?}: {out:?}");
-        assert_eq!(out.stderr.contains("more match"), args[0] == "--limit");
+        let out = cli(&config, None, &format!("admin-actions list {filter}")).await;
+        assert_eq!(out.stdout.lines().last(), Some(shown), "{filter}: {out:?}");
+        assert_eq!(out.stderr.contains("more match"), filter == "--limit 2");
     }
-    let out = hookgate(&config, &["admin-actions", "list", "--action", "undo"]).await;
+    let args = ["admin-actions", "list", "--action", "undo"];
+    let out = hookgate_as(&config, None, &args).await;
     assert!(
         !out.ok && out.stderr.contains("replay, redeliver"),
         "{out:?}"
@@ -730,8 +508,6 @@ async fn the_table_takes_exactly_the_actions_hookgate_names() {
     }
     let refused = insert("undo").await.unwrap_err().to_string();
     assert!(refused.contains("admin_actions_action_check"), "{refused}");
-    assert_eq!(
-        env.count("SELECT count(*) FROM admin_actions").await,
-        Action::ALL.len() as i64
-    );
+    let count = env.count("SELECT count(*) FROM admin_actions").await;
+    assert_eq!(count, Action::ALL.len() as i64);
 }
