@@ -1,5 +1,5 @@
 //! Dead letters: deliveries that used up their attempts, kept for operators to inspect, replay
-//! or purge.
+//! or purge (`purge.rs`).
 //!
 //! Bulk operations walk the table in keyset order, one short transaction per batch, so a
 //! replay of 100,000 dead letters neither holds them in memory nor locks them all at once.
