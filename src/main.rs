@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Who did what: the operators' replays, redeliveries, deletes, purges and cancels.
+    AdminActions {
+        #[command(subcommand)]
+        command: hookgate::cli::admin_actions::AdminActionsCommand,
+    },
     /// Delete what retention no longer keeps, now (`run`), or show what would go (`--dry-run`).
     Retention {
         #[command(subcommand)]
@@ -74,7 +79,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         print_summary(&cli.config, &config);
         return Ok(());
     }
-    if !matches!(cli.command, Command::Dlq { .. } | Command::Events { .. }) {
+    if !matches!(
+        cli.command,
+        Command::Dlq { .. } | Command::Events { .. } | Command::AdminActions { .. }
+    ) {
         telemetry::init_tracing(cli.log_format);
     }
     let runtime = tokio::runtime::Runtime::new()?;
@@ -92,6 +100,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Dlq { command } => return hookgate::cli::dlq::run(&config, command).await,
             Command::Events { command } => {
                 return hookgate::cli::events::run(&config, command).await;
+            }
+            Command::AdminActions { command } => {
+                return hookgate::cli::admin_actions::run(&config, command).await;
             }
             Command::Retention { command } => {
                 return hookgate::cli::retention::run(&config, command).await;

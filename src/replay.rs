@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::queue::stream::Streams;
 use crate::store::Keyset;
+use crate::store::admin_actions::Actor;
 use crate::store::dead_letters::{Cursor, DeadLetterFilter, ReplayBatch};
 use crate::store::operations::Operation;
 use crate::store::redeliver::{RedeliverBatch, RedeliverError, Redelivered};
@@ -48,21 +49,25 @@ impl Replayer {
         }
     }
 
-    /// Replays those of `ids` (at most one batch) still open.
-    pub async fn ids(&self, ids: &[Uuid]) -> Result<Replayed, StoreError> {
-        let batch = self.store.replay_dead_letters(ids, &self.routes).await?;
+    /// Replays those of `ids` (at most one batch) still open, as `actor`.
+    pub async fn ids(&self, ids: &[Uuid], actor: &Actor) -> Result<Replayed, StoreError> {
+        let batch = self
+            .store
+            .replay_dead_letters(ids, &self.routes, actor)
+            .await?;
         Ok(self.enqueue(batch).await)
     }
 
-    /// Replays the next batch of open dead letters matching `filter` after `after`.
+    /// Replays the next batch of open dead letters matching `filter` after `after`, as `actor`.
     pub async fn matching(
         &self,
         filter: &DeadLetterFilter,
         after: Option<Cursor>,
+        actor: &Actor,
     ) -> Result<Replayed, StoreError> {
         let batch = self
             .store
-            .replay_dead_letters_matching(filter, after, &self.routes)
+            .replay_dead_letters_matching(filter, after, &self.routes, actor)
             .await?;
         Ok(self.enqueue(batch).await)
     }
@@ -85,16 +90,18 @@ impl Replayer {
         })
     }
 
-    /// Sends `event` again to `destinations` (all of its destinations when `None`). The
-    /// second value is false when Redis failed: the scheduler enqueues the event shortly.
+    /// Sends `event` again to `destinations` (all of its destinations when `None`), as
+    /// `actor`. The second value is false when Redis failed: the scheduler enqueues the event
+    /// shortly.
     pub async fn redeliver(
         &self,
         event: Uuid,
         destinations: Option<&[String]>,
+        actor: &Actor,
     ) -> Result<(Redelivered, bool), RedeliverError> {
         let redelivered = self
             .store
-            .redeliver(event, destinations, &self.routes)
+            .redeliver(event, destinations, &self.routes, actor)
             .await?;
         if redelivered.destinations.is_empty() {
             return Ok((redelivered, true));

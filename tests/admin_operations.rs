@@ -1,15 +1,15 @@
-//! Bulk replays as operations of the admin API: selection, progress, cancellation, and hand-over
-//! between processes, against real Postgres and Redis.
+//! Bulk replays and redeliveries as operations of the admin API: selection, progress,
+//! cancellation, and hand-over between processes, against real Postgres and Redis.
 
 mod common;
 
 use chrono::Utc;
 use common::admin::*;
 use common::tokens::{ONCALL, VIEWER};
-use common::{Running, TestEnv, seed};
+use common::{TestEnv, seed};
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -163,18 +163,7 @@ async fn a_cancelled_bulk_replay_stops_and_its_result_counts_what_it_replayed() 
 
     let (op, started) = start_replay(&gw, json!({"source": "github"})).await;
     assert_eq!(started.json["matched"], 20_000);
-    // Cancelled in the middle: once the first batches are in.
-    let progress = poll(&gw, &op, |r| r.json["replayed"].as_i64() > Some(0)).await;
-    let before_cancel = progress.json["replayed"].as_i64().unwrap();
-    let cancelled = send(gw.admin_request(Method::DELETE, &op, ONCALL)).await;
-    assert_eq!(cancelled.status, 200, "{cancelled:?}");
-    assert_eq!(cancelled.json["state"], "cancelled");
-    assert!(cancelled.json["finished_at"].is_string(), "{cancelled:?}");
-    let at_cancel = cancelled.json["replayed"].as_i64().unwrap();
-    assert!(
-        (before_cancel..20_000).contains(&at_cancel),
-        "{cancelled:?}"
-    );
+    let cancelled = cancel_mid_way(&env, &gw, &op).await;
 
     let shown = gw.admin_get(&op, VIEWER).await;
     assert_eq!(shown.status, 303, "{shown:?}");
@@ -226,104 +215,78 @@ async fn a_cancelled_bulk_replay_stops_and_its_result_counts_what_it_replayed() 
 }
 
 /// The process running a bulk replay is killed (SIGKILL) mid-batch. The operation stays
-/// `running` with what it committed; once its lease runs out the leader (a worker process)
-/// resumes from the last committed batch, and every dead letter is replayed exactly once.
+/// `running` with what it committed; once its lease runs out the leader resumes from the
+/// last committed batch, and every dead letter is replayed exactly once.
 #[tokio::test]
 async fn a_bulk_replay_survives_the_death_of_its_process_and_is_resumed_elsewhere() {
     let env = TestEnv::new().await;
-    let admin_port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let text = env.config_text(&seeded_sources()).replace(
-        "admin_listen = \"127.0.0.1:0\"",
-        &format!("admin_listen = \"127.0.0.1:{admin_port}\""),
-    );
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
-    let mut doomed = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .arg("--config")
-        .arg(file.path())
-        .arg("receive")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let doomed_admin = format!("http://127.0.0.1:{admin_port}");
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http
-        .get(format!("{doomed_admin}/v1/openapi.json"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(started.elapsed() < WAIT, "the doomed process did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Seeded once the process has migrated the schema.
-    seed::dead_letters(&env.db, "github", "ci", 5_000).await;
-
-    let reply = send(
-        http.post(format!("{doomed_admin}/v1/dead-letters/replay"))
-            .bearer_auth(ONCALL)
-            .json(&json!({"source": "github"})),
-    )
-    .await;
-    assert_eq!(reply.status, 202, "{reply:?}");
-    let op = reply.header("location").unwrap().to_string();
-    let id = uuid(&reply.json["id"]);
-    let progress = || async {
-        sqlx::query_as::<_, (String, i64)>("SELECT state, replayed FROM operations WHERE id = $1")
-            .bind(id)
-            .fetch_one(&env.db)
-            .await
-            .unwrap()
-    };
-    while progress().await.1 == 0 {
-        assert!(started.elapsed() < WAIT, "no batch was committed");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    // Hold the next batch at the table lock, then kill the process inside it: that batch rolls
-    // back with the dead connection.
-    let lock = lock_dead_letters(&env).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    doomed.kill().unwrap();
-    doomed.wait().unwrap();
-    lock.rollback().await.unwrap();
-
-    let (state, replayed_before) = progress().await;
-    assert_eq!(state, "running");
-    assert!(
-        replayed_before > 0 && replayed_before < 5_000 && replayed_before % 500 == 0,
-        "{replayed_before}"
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM dead_letters WHERE replayed_at IS NOT NULL")
-            .await,
-        replayed_before,
-        "what was counted is exactly what was committed"
-    );
-
-    // The dead runner's 30 s lease runs out (here at once), and the leader takes over.
-    sqlx::query("UPDATE operations SET lease_until = now() WHERE id = $1")
-        .bind(id)
-        .execute(&env.db)
-        .await
-        .unwrap();
-    let rescuer = leading_worker(&env).await;
-    let finished = until_finished(&rescuer, &op).await;
-    assert_eq!(finished.json["state"], "succeeded");
-    assert_eq!(finished.json["matched"], 5_000);
-    assert_eq!(finished.json["replayed"], 5_000);
+    killed_mid_batch_and_resumed(&env, Bulk::Replay, 5_000).await;
     assert_eq!(
         env.count("SELECT count(*) FROM dead_letters WHERE replayed_at IS NOT NULL")
             .await,
         5_000
     );
-    // Replayed once each (the rescuer's worker then tries them: their states move on, their
-    // audit trail says how often each was revived).
-    assert_eq!(replayed_once_each(&env).await, 5_000);
-    rescuer.stop().await;
+}
+
+/// Cancelled mid-way, a bulk redelivery stops: no delivery is revived after the cancel, and
+/// its result counts exactly the events it redelivered.
+#[tokio::test]
+async fn a_cancelled_bulk_redelivery_stops_and_revives_nothing_after_the_cancel() {
+    let env = TestEnv::new().await;
+    let gw = seeded_gateway(&env).await;
+    Bulk::Redeliver.seed(&env, "github", 20_000).await;
+    Bulk::Redeliver.seed(&env, "gitlab", 10).await;
+
+    let (op, started) = start_bulk(&gw.admin, Bulk::Redeliver, json!({"source": "github"})).await;
+    assert_eq!(started.json["matched"], 20_000);
+    let cancelled = cancel_mid_way(&env, &gw, &op).await;
+    let at_cancel = cancelled.json["replayed"].as_i64().unwrap();
+    assert_eq!(
+        Bulk::Redeliver.done(&env, "github").await,
+        at_cancel,
+        "the cancel waited for the batch in flight and counts it"
+    );
+
+    // The runner takes operations one at a time: once a later one has finished, it is done
+    // with the cancelled one.
+    let (later, _) = start_bulk(&gw.admin, Bulk::Redeliver, json!({"source": "gitlab"})).await;
+    assert_eq!(until_finished(&gw, &later).await.json["replayed"], 10);
+    let result = gw.admin_get(&format!("{op}/result"), VIEWER).await;
+    assert_eq!(result.json["state"], "cancelled", "{result:?}");
+    assert_eq!(result.json["replayed"], at_cancel, "{result:?}");
+    assert_eq!(
+        Bulk::Redeliver.done(&env, "github").await,
+        at_cancel,
+        "no delivery was revived after the cancel"
+    );
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE e.source = 'github' AND d.state = 'delivered'"
+        )
+        .await,
+        20_000 - at_cancel,
+        "what was not redelivered stays delivered"
+    );
+    assert_eq!(
+        env.stream_len("github").await as i64,
+        at_cancel,
+        "only what was redelivered went back on the stream"
+    );
+}
+
+/// The process running a bulk redelivery is killed (SIGKILL) mid-batch; once its lease runs
+/// out the leader resumes from the last committed batch, and every event is redelivered
+/// exactly once.
+#[tokio::test]
+async fn a_bulk_redelivery_survives_the_death_of_its_process_and_is_resumed_elsewhere() {
+    let env = TestEnv::new().await;
+    killed_mid_batch_and_resumed(&env, Bulk::Redeliver, 5_000).await;
+    assert_eq!(
+        env.count("SELECT count(*) FROM events WHERE status = 'pending'")
+            .await,
+        5_000
+    );
 }
 
 /// A process shut down mid-operation finishes its batch, then gives up the lease at once:
@@ -352,10 +315,10 @@ async fn a_bulk_replay_is_handed_over_at_once_when_its_process_shuts_down() {
     .unwrap();
     assert_eq!((state.as_str(), replayed, leased), ("running", 500, false));
 
-    let successor = leading_worker(&env).await;
+    let successor = leading_gateway(&env).await;
     let finished = until_finished(&successor, &op).await;
     assert_eq!(finished.json["replayed"], 1_200);
-    assert_eq!(replayed_once_each(&env).await, 1_200);
+    assert_eq!(Bulk::Replay.done(&env, "github").await, 1_200);
     successor.stop().await;
 }
 
@@ -389,25 +352,4 @@ async fn a_bulk_replay_comes_back_for_dead_letters_held_elsewhere_while_it_passe
             .await,
         0
     );
-}
-
-/// A process with a worker on the seeded sources: it leads (the only candidate), so it takes over
-/// operations whose runner is gone.
-async fn leading_worker(env: &TestEnv) -> Running {
-    Running::start(env.config(&seeded_sources())).await
-}
-
-/// Deliveries revived by a replay exactly once, by their audit trail; it must be all of them.
-async fn replayed_once_each(env: &TestEnv) -> i64 {
-    let (revived, once): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE n = 1) FROM
-             (SELECT count(*) AS n FROM event_transitions
-              WHERE destination IS NOT NULL AND reason = 'replayed'
-              GROUP BY event_id, destination) t",
-    )
-    .fetch_one(&env.db)
-    .await
-    .unwrap();
-    assert_eq!(revived, once, "a delivery was replayed twice");
-    once
 }

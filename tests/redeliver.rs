@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::cli::hookgate;
 use common::delivery::{self, fast_worker, http_destination};
 use common::sink::Sink;
 use common::tokens::{ONCALL, VIEWER, admin_tokens};
@@ -413,30 +414,6 @@ async fn events_are_found_by_the_providers_id_over_the_api_and_the_cli() {
         .map(|e| e["id"].as_str().unwrap())
         .collect();
     assert_eq!(listed, [gitlab.to_string()]);
-}
-
-#[derive(Debug)]
-struct Output {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-async fn hookgate(config: &tempfile::NamedTempFile, args: &[&str]) -> Output {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .env_remove("HOOKGATE_DATABASE_URL")
-        .env_remove("HOOKGATE_REDIS_URL")
-        .arg("--config")
-        .arg(config.path())
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    Output {
-        ok: out.status.success(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 use super::Admin;
 use super::error::ApiError;
 use crate::config::{AdminToken, Scope};
+use crate::store::admin_actions::Actor;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
@@ -89,10 +90,17 @@ impl Needs for Replay {
 }
 
 /// Proof that the request carries a token with scope `S`; `token` is its configured name,
-/// for the audit log (the token itself is never logged).
+/// for the logs and the audit log (the token itself is never logged).
 pub struct Authorized<S> {
     pub token: String,
     scope: PhantomData<S>,
+}
+
+impl<S> Authorized<S> {
+    /// Who acts, for `admin_actions`: the token, by its name.
+    pub fn actor(&self) -> Actor {
+        Actor::token(&self.token)
+    }
 }
 
 impl<S: Needs + Send> FromRequestParts<Arc<Admin>> for Authorized<S> {

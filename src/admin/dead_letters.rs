@@ -6,6 +6,7 @@ use super::auth::{Authorized, Read, Replay};
 use super::error::ApiError;
 use super::params::{self, Id, Listing, Page, Params};
 use crate::store::Keyset;
+use crate::store::admin_actions::Action;
 use crate::store::dead_letters::{
     DeadLetter, DeadLetterError, DeadLetterFilter, DeadLetterSummary,
 };
@@ -114,7 +115,7 @@ pub async fn replay(
         return Err(DeadLetterError::AlreadyReplayed { id, at }.into());
     }
     let event_id = letter.event_id;
-    let replayed = admin.replayer.ids(&[id]).await?;
+    let replayed = admin.replayer.ids(&[id], &auth.actor()).await?;
     if replayed.batch.replayed.is_empty() {
         // Checked open a moment ago: it cannot be delivered (409), or since then it was
         // deleted (404), replayed (409), or is held by a replay still in flight (409).
@@ -139,7 +140,10 @@ pub async fn delete(
     State(admin): State<Arc<Admin>>,
     Id(id): Id<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let purged = admin.store.purge_dead_letters(&[id]).await?;
+    let purged = admin
+        .store
+        .purge_dead_letters(&[id], &auth.actor(), Action::Delete)
+        .await?;
     if purged.is_empty() {
         return Err(ApiError::NotFound(format!("no dead letter {id}")));
     }

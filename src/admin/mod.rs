@@ -1,6 +1,7 @@
 //! The private listener: the operators' API (`/v1/...`, bearer tokens with scopes) and
 //! `/metrics`. Kept off the public port so providers can never reach it.
 
+mod admin_actions;
 mod auth;
 mod dead_letters;
 mod error;
@@ -115,6 +116,7 @@ fn routes() -> Vec<Route> {
         route(Get, "/v1/operations/{id}", operations::show),
         route(Delete, "/v1/operations/{id}", operations::cancel),
         route(Get, "/v1/operations/{id}/result", operations::result),
+        route(Get, "/v1/admin-actions", admin_actions::list),
     ]
 }
 

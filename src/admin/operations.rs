@@ -66,7 +66,10 @@ pub async fn start_replay(
         "(source, destination, since, until)",
         "replay every dead letter",
     )?;
-    let operation = admin.store.create_replay_operation(&filter).await?;
+    let operation = admin
+        .store
+        .create_replay_operation(&filter, &auth.actor())
+        .await?;
     admin.runner.wake.notify_one();
     tracing::info!(token = %auth.token, operation = %operation.id, matched = operation.matched, "bulk replay started");
     Ok(started(operation))
@@ -107,7 +110,10 @@ pub async fn start_redeliver(
         "(source, destination, since, until, status)",
         "redeliver every event",
     )?;
-    let operation = admin.store.create_redeliver_operation(&filter).await?;
+    let operation = admin
+        .store
+        .create_redeliver_operation(&filter, &auth.actor())
+        .await?;
     admin.runner.wake.notify_one();
     tracing::info!(token = %auth.token, operation = %operation.id, matched = operation.matched, "bulk redelivery started");
     Ok(started(operation))
@@ -202,7 +208,7 @@ pub async fn cancel(
 ) -> Result<Json<OperationView>, ApiError> {
     let operation = admin
         .store
-        .cancel_operation(id)
+        .cancel_operation(id, &auth.actor())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no operation {id}")))?;
     if operation.state != "cancelled" {

@@ -51,7 +51,7 @@ pub async fn redeliver(
     };
     let (redelivered, enqueued) = admin
         .replayer
-        .redeliver(id, destinations.as_deref())
+        .redeliver(id, destinations.as_deref(), &auth.actor())
         .await?;
     tracing::info!(token = %auth.token, event = %id, destinations = ?redelivered.destinations, enqueued, "event redelivered");
     let status = admin

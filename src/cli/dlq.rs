@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::queue::stream::Streams;
 use crate::replay::Replayer;
 use crate::store::Store;
+use crate::store::admin_actions::{Action, Actor};
 use crate::store::dead_letters::{BATCH, DeadLetter, DeadLetterFilter, DeadLetterSummary};
 use anyhow::Context;
 use base64::Engine;
@@ -347,6 +348,7 @@ impl Tally {
 async fn replay(config: &Config, store: &Store, target: Target, json: bool) -> anyhow::Result<()> {
     let streams = Streams::new(&config.redis_url, &config.stream_prefix)?;
     let replayer = Replayer::new(config, store.clone(), streams);
+    let actor = Actor::cli();
     let mut not_enqueued = 0;
     let mut tally = Tally::default();
     let mut without_dead_delivery = 0;
@@ -358,7 +360,7 @@ async fn replay(config: &Config, store: &Store, target: Target, json: bool) -> a
                 .check_dead_letters(&ids, Some(replayer.routes()))
                 .await?;
             for chunk in ids.chunks(BATCH) {
-                let replayed = replayer.ids(chunk).await?;
+                let replayed = replayer.ids(chunk, &actor).await?;
                 not_enqueued += replayed.not_enqueued;
                 let batch = replayed.batch;
                 skipped += chunk.len() - batch.replayed.len();
@@ -372,7 +374,7 @@ async fn replay(config: &Config, store: &Store, target: Target, json: bool) -> a
             }
             let mut after = None;
             loop {
-                let replayed = replayer.matching(&filter, after).await?;
+                let replayed = replayer.matching(&filter, after, &actor).await?;
                 not_enqueued += replayed.not_enqueued;
                 let batch = replayed.batch;
                 without_dead_delivery += batch.without_dead_delivery;
@@ -413,18 +415,25 @@ async fn replay(config: &Config, store: &Store, target: Target, json: bool) -> a
 }
 
 async fn purge(store: &Store, target: Target, json: bool) -> anyhow::Result<()> {
+    let actor = Actor::cli();
     let mut tally = Tally::default();
     match target {
         Target::Ids(ids) => {
             store.check_dead_letters(&ids, None).await?;
             for chunk in ids.chunks(BATCH) {
-                tally.add(&store.purge_dead_letters(chunk).await?);
+                tally.add(
+                    &store
+                        .purge_dead_letters(chunk, &actor, Action::Purge)
+                        .await?,
+                );
             }
         }
         Target::Matching(filter) => {
             let mut after = None;
             loop {
-                let batch = store.purge_dead_letters_matching(&filter, after).await?;
+                let batch = store
+                    .purge_dead_letters_matching(&filter, after, &actor)
+                    .await?;
                 tally.add(&batch.purged);
                 match batch.next {
                     Some(next) => after = Some(next),

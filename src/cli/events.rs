@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::queue::stream::Streams;
 use crate::replay::Replayer;
 use crate::store::Store;
+use crate::store::admin_actions::Actor;
 use crate::store::status::{EventFilter, EventStatus, EventSummary};
 use anyhow::Context;
 use chrono::Utc;
@@ -111,7 +112,7 @@ pub async fn run(config: &Config, command: EventsCommand) -> anyhow::Result<()> 
             let streams = Streams::new(&config.redis_url, &config.stream_prefix)?;
             let replayer = Replayer::new(config, store.clone(), streams);
             let chosen = (!destinations.is_empty()).then_some(destinations.as_slice());
-            let (redelivered, enqueued) = replayer.redeliver(id, chosen).await?;
+            let (redelivered, enqueued) = replayer.redeliver(id, chosen, &Actor::cli()).await?;
             if !enqueued {
                 eprintln!(
                     "warning: the event could not be queued on Redis ({}); \

@@ -1,5 +1,6 @@
 //! Operator commands beyond running the gateway.
 
+pub mod admin_actions;
 pub mod args;
 pub mod dlq;
 pub mod events;

@@ -37,6 +37,8 @@ impl std::fmt::Debug for AdminToken {
 
 /// Shorter tokens can be guessed; 16 characters of a random token are ~95 bits.
 const MIN_TOKEN_LEN: usize = 16;
+/// How the audit log names the command line's actions (`cli:<user>`); no token is named so.
+pub const CLI_ACTOR_PREFIX: &str = "cli:";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +51,14 @@ pub(super) struct RawAdminToken {
 impl RawAdminToken {
     pub(super) fn validate(self, key: &str, problems: &mut Vec<String>) -> Option<AdminToken> {
         let before = problems.len();
+        // The audit log (admin_actions) names API actions by the token's name and CLI actions
+        // `cli:<user>`: a token named like the CLI would make the two indistinguishable.
+        if self.name.starts_with(CLI_ACTOR_PREFIX) {
+            problems.push(format!(
+                "{key}.name: {:?} must not start with {CLI_ACTOR_PREFIX:?}, which marks actions taken with the CLI",
+                self.name
+            ));
+        }
         if self.token.len() < MIN_TOKEN_LEN {
             problems.push(format!(
                 "{key}.token: must be at least {MIN_TOKEN_LEN} characters (is its environment variable set?)"

@@ -9,7 +9,7 @@ mod retention;
 mod source;
 mod units;
 
-pub use admin::{AdminToken, Scope};
+pub use admin::{AdminToken, CLI_ACTOR_PREFIX, Scope};
 pub use delivery::{Destination, RetryPolicy, Target, WorkerConfig};
 pub use edge::{DEFAULT_MAX_CONNECTIONS, EdgeConfig};
 pub use retention::Retention;
@@ -595,6 +595,10 @@ mod tests {
             name = "odd"
             token = "0123456789abcdef"
             scopes = ["replay", "delete"]
+            [[admin_tokens]]
+            name = "cli:alice"
+            token = "0123456789abcdef-alice"
+            scopes = ["read"]
             [[sources]]
             name = "s"
             provider = "github"
@@ -605,6 +609,7 @@ mod tests {
             "admin_tokens[0].token: must be at least 16 characters",
             "admin_tokens[1].scopes: unknown scope \"delete\"",
             "admin_tokens[1].scopes: \"replay\" needs \"read\" too",
+            "admin_tokens[2].name: \"cli:alice\" must not start with \"cli:\"",
         ] {
             assert!(
                 found.iter().any(|p| p.starts_with(e)),

@@ -1,5 +1,5 @@
 //! Dead letters: deliveries that used up their attempts, kept for operators to inspect, replay
-//! or purge.
+//! or purge (`purge.rs`).
 //!
 //! Bulk operations walk the table in keyset order, one short transaction per batch, so a
 //! replay of 100,000 dead letters neither holds them in memory nor locks them all at once.
@@ -8,12 +8,14 @@
 //! A row passed over that way stays open if its holder rolls back; bulk operations check for
 //! such rows before they finish and walk again (`crate::operations`).
 
+use super::admin_actions::{self, Action, Actor};
 use super::deliveries::revive;
 use super::routes::Routes;
 use super::{Store, StoreError};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -44,14 +46,20 @@ impl From<sqlx::Error> for DeadLetterError {
 }
 
 /// Which dead letters a list or a bulk operation applies to. `since` is inclusive, `until`
-/// exclusive, both on `created_at`.
-#[derive(Debug, Clone, Default)]
+/// exclusive, both on `created_at`. Serialized as the target of a recorded bulk action, with
+/// only what narrows it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct DeadLetterFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<DateTime<Utc>>,
     /// Also dead letters already replayed (never for replays).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub include_replayed: bool,
 }
 
@@ -166,13 +174,6 @@ pub struct ReplayBatch {
     /// replay could not deliver them.
     pub unroutable: Vec<Uuid>,
     /// Where the next batch of a bulk replay starts; `None` when this batch was the last.
-    pub next: Option<Cursor>,
-}
-
-/// What one purge batch did.
-#[derive(Debug, Default)]
-pub struct PurgeBatch {
-    pub purged: Vec<Uuid>,
     pub next: Option<Cursor>,
 }
 
@@ -294,11 +295,12 @@ impl Store {
     }
 
     /// Replays those of `ids` (at most [`BATCH`]) still open, not locked by another replay,
-    /// and deliverable along `routes`.
+    /// and deliverable along `routes`; recorded as `actor`'s replay if any was.
     pub async fn replay_dead_letters(
         &self,
         ids: &[Uuid],
         routes: &Routes,
+        actor: &Actor,
     ) -> Result<ReplayBatch, StoreError> {
         let mut query = QueryBuilder::new(
             "SELECT id, event_id, source, destination, created_at FROM dead_letters
@@ -307,75 +309,55 @@ impl Store {
         query
             .push_bind(ids.to_vec())
             .push(") ORDER BY created_at, id FOR UPDATE SKIP LOCKED");
-        self.replay_batch(query, routes, usize::MAX).await
+        let target = json!({ "dead_letters": ids });
+        self.replay_batch(query, routes, usize::MAX, actor, target)
+            .await
     }
 
     /// Replays the next [`BATCH`] open dead letters matching `filter` after `after`, oldest
-    /// first. Call again with the returned `next` until it is `None`.
+    /// first; each batch that replays any is recorded as `actor`'s replay. Call again with the
+    /// returned `next` until it is `None`.
     pub async fn replay_dead_letters_matching(
         &self,
         filter: &DeadLetterFilter,
         after: Option<Cursor>,
         routes: &Routes,
+        actor: &Actor,
     ) -> Result<ReplayBatch, StoreError> {
-        self.replay_batch(replay_select(filter, after), routes, BATCH)
+        let target = json!({ "filter": filter });
+        self.replay_batch(replay_select(filter, after), routes, BATCH, actor, target)
             .await
     }
 
     /// One transaction: lock the dead letters `select` picks, mark the deliverable ones
-    /// replayed, give their deliveries a fresh attempt budget and put their events back to
-    /// pending.
+    /// replayed, give their deliveries a fresh attempt budget, put their events back to
+    /// pending, and record it all as `actor`'s replay of `target`.
     async fn replay_batch(
         &self,
         select: QueryBuilder<Postgres>,
         routes: &Routes,
         batch: usize,
+        actor: &Actor,
+        target: Value,
     ) -> Result<ReplayBatch, StoreError> {
         let mut tx = self.pool().begin().await?;
         let replayed = replay_batch_in(&mut tx, select, routes, batch).await?;
+        if !replayed.replayed.is_empty() {
+            let outcome = json!({
+                "replayed": replayed.replayed.len(),
+                "dead_letters": &replayed.replayed,
+                "unroutable": &replayed.unroutable,
+            });
+            admin_actions::record(&mut tx, actor, Action::Replay, target, outcome).await?;
+        }
         tx.commit().await?;
         Ok(replayed)
-    }
-
-    /// Deletes `ids` (at most [`BATCH`]); their deliveries stay dead.
-    pub async fn purge_dead_letters(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
-        Ok(
-            sqlx::query_scalar("DELETE FROM dead_letters WHERE id = ANY($1) RETURNING id")
-                .bind(ids)
-                .fetch_all(self.pool())
-                .await?,
-        )
-    }
-
-    /// Deletes the next [`BATCH`] dead letters matching `filter` after `after`, oldest first.
-    /// Call again with the returned `next` until it is `None`.
-    pub async fn purge_dead_letters_matching(
-        &self,
-        filter: &DeadLetterFilter,
-        after: Option<Cursor>,
-    ) -> Result<PurgeBatch, StoreError> {
-        let mut query = QueryBuilder::new(
-            "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE TRUE",
-        );
-        push_keyset(&mut query, filter, after);
-        query.push(") RETURNING id, created_at");
-        let mut rows: Vec<(Uuid, DateTime<Utc>)> =
-            query.build_query_as().fetch_all(self.pool()).await?;
-        rows.sort_unstable_by_key(|&(id, at)| (at, id));
-        let next = match rows.last() {
-            Some(&(id, created_at)) if rows.len() >= BATCH => Some(Cursor { at: created_at, id }),
-            _ => None,
-        };
-        Ok(PurgeBatch {
-            purged: rows.into_iter().map(|(id, _)| id).collect(),
-            next,
-        })
     }
 }
 
 /// Narrows a query ending in a WHERE clause to `filter`, resuming after `after`: the next
 /// [`BATCH`] rows in `(created_at, id)` order, locked.
-fn push_keyset(
+pub(super) fn push_keyset(
     query: &mut QueryBuilder<Postgres>,
     filter: &DeadLetterFilter,
     after: Option<Cursor>,

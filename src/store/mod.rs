@@ -1,5 +1,6 @@
 //! Postgres: the source of truth. Runtime queries only, so the build needs no database.
 
+pub mod admin_actions;
 pub mod alerts;
 pub mod dead_letters;
 pub mod deliveries;
@@ -7,6 +8,7 @@ pub mod events;
 pub mod leader;
 pub mod operations;
 pub mod pipeline;
+pub mod purge;
 pub mod redeliver;
 pub mod requeue;
 pub mod retention;

@@ -1,11 +1,13 @@
 //! Long-running operations (bulk replays and redeliveries): created by the admin API, run by any process's
 //! runner under a lease, resumable from their last committed position.
 
+use super::admin_actions::{self, Action, Actor};
 use super::dead_letters::{BATCH, DeadLetterFilter, ReplayBatch, replay_batch_in, replay_select};
 use super::routes::Routes;
 use super::{Keyset, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 use std::time::Duration;
@@ -88,10 +90,12 @@ const COLUMNS: &str = "id, kind, filter, state, matched, replayed, failed, error
      updated_at, finished_at, cursor_at, cursor_id";
 
 impl Store {
-    /// Records a bulk replay of what `filter` matches now; a runner picks it up.
+    /// Records a bulk replay of what `filter` matches now, started by `actor`; a runner picks
+    /// it up.
     pub async fn create_replay_operation(
         &self,
         filter: &OperationFilter,
+        actor: &Actor,
     ) -> Result<Operation, StoreError> {
         // The database's clock, which also stamps dead letters, marks where the selection ends.
         let started: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
@@ -100,43 +104,54 @@ impl Store {
         let mut selection = DeadLetterFilter::from(filter);
         selection.until = Some(selection.until.map_or(started, |u| u.min(started)));
         let matched = self.count_dead_letters(&selection).await?;
-        self.insert_operation("replay", filter, matched, started)
+        self.insert_operation(Action::Replay, filter, matched, started, actor)
             .await
     }
 
-    /// Records a bulk redelivery of the events `filter` matches now; a runner picks it up.
+    /// Records a bulk redelivery of the events `filter` matches now, started by `actor`; a
+    /// runner picks it up.
     pub async fn create_redeliver_operation(
         &self,
         filter: &OperationFilter,
+        actor: &Actor,
     ) -> Result<Operation, StoreError> {
         // The database's clock, which also stamps events, marks where the selection ends.
         let started: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
             .fetch_one(self.pool())
             .await?;
         let matched = self.count_redeliverable(filter, started).await?;
-        self.insert_operation("redeliver", filter, matched, started)
+        self.insert_operation(Action::Redeliver, filter, matched, started, actor)
             .await
     }
 
+    /// Inserts the operation of kind `action` and records it as `actor`'s action in the same
+    /// transaction: the record names the operation, which then does the work batch by batch.
     async fn insert_operation(
         &self,
-        kind: &str,
+        action: Action,
         filter: &OperationFilter,
         matched: i64,
         started: DateTime<Utc>,
+        actor: &Actor,
     ) -> Result<Operation, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let mut tx = self.pool().begin().await?;
+        let operation: Operation = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO operations (id, kind, filter, matched, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $5)
              RETURNING {COLUMNS}"
         )))
         .bind(Uuid::now_v7())
-        .bind(kind)
+        .bind(action.as_str())
         .bind(Json(filter))
         .bind(matched)
         .bind(started)
-        .fetch_one(self.pool())
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+        let target = json!({ "filter": filter });
+        let outcome = json!({ "operation": operation.id, "matched": matched });
+        admin_actions::record(&mut tx, actor, action, target, outcome).await?;
+        tx.commit().await?;
+        Ok(operation)
     }
 
     pub async fn operation(&self, id: Uuid) -> Result<Option<Operation>, StoreError> {
@@ -148,16 +163,31 @@ impl Store {
         .await?)
     }
 
-    /// Cancels a running operation; its runner stops after the batch in flight. `None` when
-    /// there is no such operation.
-    pub async fn cancel_operation(&self, id: Uuid) -> Result<Option<Operation>, StoreError> {
-        sqlx::query(
+    /// Cancels a running operation, recorded as `actor`'s cancel; its runner stops after the
+    /// batch in flight (whose row lock the cancel waits for, so the counts recorded are final).
+    /// An operation already over is left as it is, and nothing is recorded. `None` when there
+    /// is no such operation.
+    pub async fn cancel_operation(
+        &self,
+        id: Uuid,
+        actor: &Actor,
+    ) -> Result<Option<Operation>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let cancelled: Option<(String, i64, i64)> = sqlx::query_as(
             "UPDATE operations SET state = 'cancelled', finished_at = now(), updated_at = now()
-             WHERE id = $1 AND state = 'running'",
+             WHERE id = $1 AND state = 'running'
+             RETURNING kind, replayed, failed",
         )
         .bind(id)
-        .execute(self.pool())
+        .fetch_optional(&mut *tx)
         .await?;
+        if let Some((kind, done, failed)) = cancelled {
+            let target = json!({ "operation": id });
+            let outcome =
+                json!({ "kind": kind, "state": "cancelled", "replayed": done, "failed": failed });
+            admin_actions::record(&mut tx, actor, Action::Cancel, target, outcome).await?;
+        }
+        tx.commit().await?;
         self.operation(id).await
     }
 

@@ -2,10 +2,12 @@
 //! a consumer that lost it. The deliveries get a fresh attempt budget as a replay gives; the
 //! destination sees the same `webhook-id` as the first time and can dedup on it.
 
+use super::admin_actions::{self, Action, Actor};
 use super::deliveries::revive;
 use super::operations::{Operation, OperationFilter, Progress, lock_running, record_progress};
 use super::routes::Routes;
 use super::{Keyset, Store, StoreError};
+use serde_json::json;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -45,12 +47,14 @@ impl Store {
     /// Puts the event's deliveries to `destinations` (all of them when `None`) that are
     /// delivered or dead back to pending, due now, with a fresh budget from `routes`; closes
     /// the open dead letters of those that were dead, as a replay would. Nothing changes when
-    /// a name is not one of the event's destinations or no longer configured.
+    /// a name is not one of the event's destinations or no longer configured. Recorded as
+    /// `actor`'s redelivery if any delivery was revived.
     pub async fn redeliver(
         &self,
         event: Uuid,
         destinations: Option<&[String]>,
         routes: &Routes,
+        actor: &Actor,
     ) -> Result<Redelivered, RedeliverError> {
         let mut tx = self.pool().begin().await?;
         let source: String = sqlx::query_scalar("SELECT source FROM events WHERE id = $1")
@@ -96,12 +100,18 @@ impl Store {
             })
             .collect();
         let revived = revive_in(&mut tx, &wanted).await?;
+        let mut revived: Vec<String> = revived.into_iter().map(|(_, d)| d).collect();
+        revived.sort_unstable();
+        if !revived.is_empty() {
+            // `destinations` as asked: null means every destination of the event.
+            let target = json!({ "event": event, "destinations": destinations });
+            let outcome = json!({ "redelivered": &revived });
+            admin_actions::record(&mut tx, actor, Action::Redeliver, target, outcome).await?;
+        }
         tx.commit().await?;
-        let mut destinations: Vec<String> = revived.into_iter().map(|(_, d)| d).collect();
-        destinations.sort_unstable();
         Ok(Redelivered {
             source,
-            destinations,
+            destinations: revived,
         })
     }
 }

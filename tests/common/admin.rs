@@ -1,13 +1,15 @@
 //! What the admin API tests share: sources for seeded rows, a gateway for them, requests,
-//! listings and polling of operations.
+//! listings, and bulk operations: starting, polling, cancelling them mid-way and killing
+//! their process mid-batch.
 
+use super::procs::{Hookgate, Role};
 use super::sink::Sink;
 use super::tokens::{ONCALL, VIEWER, admin_tokens};
-use super::{Reply, Running, TestEnv, sign};
+use super::{Reply, Running, TestEnv, seed, sign};
 use chrono::{DateTime, SecondsFormat, Utc};
 use hookgate::app::Roles;
 use reqwest::{Method, RequestBuilder};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -46,6 +48,12 @@ pub fn seeded_sources() -> String {
 /// revives stays pending (and on its stream) to be counted.
 pub async fn seeded_gateway(env: &TestEnv) -> Running {
     Running::start_with_roles(env.config(&seeded_sources()), Roles::RECEIVER).await
+}
+
+/// A gateway with a worker on the seeded sources: it leads (the only candidate), so it takes
+/// over operations whose runner is gone. Its worker tries what they revive.
+pub async fn leading_gateway(env: &TestEnv) -> Running {
+    Running::start(env.config(&seeded_sources())).await
 }
 
 /// Source `github` delivering to `sink` as destination `billing`, on a millisecond-scale
@@ -216,7 +224,8 @@ pub async fn with_fresh_budget(env: &TestEnv, source: &str) -> i64 {
     .unwrap()
 }
 
-/// Holds a lock that makes replay batches wait (writes) but not reads, until rolled back.
+/// Holds a lock that makes replay and redelivery batches wait (both lock dead letters) but not
+/// reads, until rolled back.
 pub async fn lock_dead_letters(env: &TestEnv) -> sqlx::Transaction<'static, sqlx::Postgres> {
     let mut lock = env.db.begin().await.unwrap();
     sqlx::query("LOCK TABLE dead_letters IN EXCLUSIVE MODE")
@@ -226,21 +235,175 @@ pub async fn lock_dead_letters(env: &TestEnv) -> sqlx::Transaction<'static, sqlx
     lock
 }
 
-/// Starts a bulk replay; asserts the 202 and its `Location`, returns the operation's path.
-pub async fn start_replay(gw: &Running, body: Value) -> (String, Reply) {
-    let reply = send(
-        gw.admin_request(Method::POST, "/v1/dead-letters/replay", ONCALL)
-            .json(&body),
-    )
-    .await;
+/// The two kinds of bulk operation: what each acts on, how it is started, and what it has
+/// done, so the tests of cancels and crashes hold for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bulk {
+    /// `POST /v1/dead-letters/replay` of open dead letters.
+    Replay,
+    /// `POST /v1/events/redeliver` of delivered events.
+    Redeliver,
+}
+
+impl Bulk {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Replay => "/v1/dead-letters/replay",
+            Self::Redeliver => "/v1/events/redeliver",
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Self::Replay => "replay",
+            Self::Redeliver => "redeliver",
+        }
+    }
+
+    /// `count` items for it to act on, of `source` with destination `ci`: open dead letters,
+    /// or delivered events.
+    pub async fn seed(self, env: &TestEnv, source: &str, count: i32) {
+        match self {
+            Self::Replay => seed::dead_letters(&env.db, source, "ci", count).await,
+            Self::Redeliver => {
+                seed::delivered_events(&env.db, source, "ci", count).await;
+            }
+        }
+    }
+
+    /// How many of `source`'s deliveries it has revived (replayed or redelivered), each at
+    /// most once.
+    pub async fn done(self, env: &TestEnv, source: &str) -> i64 {
+        let reason = match self {
+            Self::Replay => "replayed",
+            Self::Redeliver => "redelivered",
+        };
+        // The audit trail, not the deliveries' states: a worker may have moved those on since.
+        let (revived, deliveries): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(DISTINCT (t.event_id, t.destination))
+             FROM event_transitions t JOIN events e ON e.id = t.event_id
+             WHERE e.source = $1 AND t.destination IS NOT NULL AND t.to_state = 'pending'
+               AND t.reason = $2",
+        )
+        .bind(source)
+        .bind(reason)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+        assert_eq!(revived, deliveries, "a delivery was revived twice");
+        deliveries
+    }
+}
+
+/// Starts a bulk operation with `body` on the admin listener at `admin` (`http://...`);
+/// asserts the 202 and its `Location`, returns the operation's path.
+pub async fn start_bulk(admin: &str, bulk: Bulk, body: Value) -> (String, Reply) {
+    let request = reqwest::Client::new()
+        .post(format!("{admin}{}", bulk.path()))
+        .bearer_auth(ONCALL)
+        .json(&body);
+    let reply = send(request).await;
     assert_eq!(reply.status, 202, "{reply:?}");
     let op = reply.header("location").expect("Location").to_string();
     assert_eq!(op, format!("/v1/operations/{}", uuid(&reply.json["id"])));
     assert_eq!(reply.json["href"], op);
-    assert_eq!(reply.json["kind"], "replay");
+    assert_eq!(reply.json["kind"], bulk.kind());
     assert_eq!(reply.json["state"], "running");
     assert_eq!(reply.json["replayed"], 0);
     (op, reply)
+}
+
+/// Starts a bulk replay; asserts the 202 and its `Location`, returns the operation's path.
+pub async fn start_replay(gw: &Running, body: Value) -> (String, Reply) {
+    start_bulk(&gw.admin, Bulk::Replay, body).await
+}
+
+/// `(state, replayed)` of an operation, straight from its row.
+pub async fn progress(env: &TestEnv, id: Uuid) -> (String, i64) {
+    sqlx::query_as("SELECT state, replayed FROM operations WHERE id = $1")
+        .bind(id)
+        .fetch_one(&env.db)
+        .await
+        .unwrap()
+}
+
+/// Waits until the operation has committed a batch; fails the test after [`WAIT`].
+pub async fn until_a_batch_committed(env: &TestEnv, id: Uuid) {
+    let started = Instant::now();
+    while progress(env, id).await.1 == 0 {
+        assert!(started.elapsed() < WAIT, "no batch was committed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Cancels the running operation at `op` mid-way: once a batch has committed, while the
+/// next waits at the dead-letters lock (the cancel waits for that batch). Asserts the `200`
+/// of a cancelled operation that did not finish its `matched` and returns it.
+pub async fn cancel_mid_way(env: &TestEnv, gw: &Running, op: &str) -> Reply {
+    let id: Uuid = op.trim_start_matches("/v1/operations/").parse().unwrap();
+    until_a_batch_committed(env, id).await;
+    let lock = lock_dead_letters(env).await;
+    let cancel = tokio::spawn(send(gw.admin_request(Method::DELETE, op, ONCALL)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    lock.rollback().await.unwrap();
+    let cancelled = cancel.await.unwrap();
+    assert_eq!(cancelled.status, 200, "{cancelled:?}");
+    assert_eq!(cancelled.json["state"], "cancelled");
+    assert!(cancelled.json["finished_at"].is_string(), "{cancelled:?}");
+    let replayed = cancelled.json["replayed"].as_i64().unwrap();
+    let matched = cancelled.json["matched"].as_i64().unwrap();
+    assert!(0 < replayed && replayed < matched, "{cancelled:?}");
+    cancelled
+}
+
+/// The process running a bulk operation over `total` items of `github` is killed (SIGKILL)
+/// mid-batch. The operation stays `running` with exactly what it committed; once its lease
+/// runs out the leader resumes from the last committed batch and finishes it. Returns
+/// the finished operation.
+pub async fn killed_mid_batch_and_resumed(env: &TestEnv, bulk: Bulk, total: i32) -> Reply {
+    let dir = tempfile::tempdir().unwrap();
+    let config = env.config_text(&seeded_sources());
+    let mut doomed = Hookgate::start(dir.path(), "doomed", Role::Receive, &config).await;
+    // Seeded once the process has migrated the schema.
+    bulk.seed(env, "github", total).await;
+    let (op, started) = start_bulk(&doomed.admin, bulk, json!({"source": "github"})).await;
+    assert_eq!(started.json["matched"], total);
+    let id = uuid(&started.json["id"]);
+    until_a_batch_committed(env, id).await;
+    // Hold the next batch at the table lock, then kill the process inside it: that batch rolls
+    // back with the dead connection.
+    let lock = lock_dead_letters(env).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    doomed.kill();
+    lock.rollback().await.unwrap();
+
+    let (state, before) = progress(env, id).await;
+    assert_eq!(state, "running");
+    let total = i64::from(total);
+    assert!(
+        before > 0 && before < total && before % 500 == 0,
+        "{before}"
+    );
+    assert_eq!(
+        bulk.done(env, "github").await,
+        before,
+        "what was counted is exactly what was committed"
+    );
+
+    // The dead runner's 30 s lease runs out (here at once), and the leader takes over.
+    sqlx::query("UPDATE operations SET lease_until = now() WHERE id = $1")
+        .bind(id)
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let rescuer = leading_gateway(env).await;
+    let finished = until_finished(&rescuer, &op).await;
+    assert_eq!(finished.json["state"], "succeeded");
+    assert_eq!(finished.json["matched"], total);
+    assert_eq!(finished.json["replayed"], total);
+    assert_eq!(bulk.done(env, "github").await, total);
+    rescuer.stop().await;
+    finished
 }
 
 /// Polls an operation until it answers `303 See Other`; every answer before is a running

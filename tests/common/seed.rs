@@ -141,3 +141,36 @@ pub async fn pending_delivery(db: impl PgExecutor<'_>, source: &str, destination
     .unwrap();
     id
 }
+
+/// `count` delivered events of `source` in one statement, received 1..=count seconds ago, each
+/// with one delivery to `destination`, delivered at its first attempt (budget 1). Returns their
+/// ids, oldest first.
+pub async fn delivered_events(
+    db: impl PgExecutor<'_>,
+    source: &str,
+    destination: &str,
+    count: i32,
+) -> Vec<Uuid> {
+    sqlx::query_scalar(
+        "WITH g AS (
+             SELECT gen_random_uuid() AS event, n FROM generate_series(1, $1) n
+         ), e AS (
+             INSERT INTO events (id, source, external_id, payload, headers, received_at, status)
+             SELECT event, $2, 'delivered-' || event::text, '{}', '[]',
+                    now() - n * interval '1 second', 'delivered'
+             FROM g
+             RETURNING id, received_at
+         ), d AS (
+             INSERT INTO deliveries (event_id, destination, state, attempts, max_attempts,
+                                     delivered_at)
+             SELECT event, $3, 'delivered', 1, 1, now() FROM g
+         )
+         SELECT id FROM e ORDER BY received_at, id",
+    )
+    .bind(count)
+    .bind(source)
+    .bind(destination)
+    .fetch_all(db)
+    .await
+    .unwrap()
+}
