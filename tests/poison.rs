@@ -11,6 +11,7 @@ use common::{Running, TestEnv, redis_url, seed, sign};
 use hookgate::app::{Gateway, Roles};
 use hookgate::store::Store;
 use hookgate::store::deliveries::{Attempt, ClaimedEvent, Next};
+use hookgate::store::outcomes::Outcome;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
@@ -632,8 +633,11 @@ async fn sibling_outcomes_recorded_at_once_settle_the_event() {
         .execute(&env.db)
         .await
         .unwrap();
-        let claim = store.claim(event, Duration::from_secs(60)).await.unwrap();
-        claim.event.unwrap()
+        let mut claims = store
+            .claim(&[event], Duration::from_secs(60))
+            .await
+            .unwrap();
+        claims.events.pop().unwrap()
     };
     let (a, b) = (claim("a").await, claim("b").await);
     let delivered = |claim: &ClaimedEvent| {
@@ -693,11 +697,16 @@ async fn sibling_outcomes_recorded_at_once_settle_the_event() {
             .unwrap();
     };
     let (outcome_a, outcome_b) = (delivered(&a), delivered(&b));
-    let (recorded_a, recorded_b, ()) = tokio::join!(
-        store.record(&a, &outcome_a),
-        store.record(&b, &outcome_b),
-        release
-    );
+    let outcome_a = [Outcome {
+        event: &a,
+        attempts: &outcome_a,
+    }];
+    let outcome_b = [Outcome {
+        event: &b,
+        attempts: &outcome_b,
+    }];
+    let (recorded_a, recorded_b, ()) =
+        tokio::join!(store.record(&outcome_a), store.record(&outcome_b), release);
     recorded_a.unwrap();
     recorded_b.unwrap();
     let status: String = sqlx::query_scalar("SELECT status FROM events WHERE id = $1")

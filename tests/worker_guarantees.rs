@@ -9,6 +9,7 @@ use common::{Running, TestEnv, seed};
 use hookgate::app::Roles;
 use hookgate::store::Store;
 use hookgate::store::deliveries::{Attempt, ClaimedEvent, FailureKind, Next};
+use hookgate::store::outcomes::Outcome;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -45,9 +46,20 @@ async fn a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owners_outcome() 
     let store = migrated_store(&env).await;
     let event = seed::pending_delivery(&env.db, "github", "billing").await;
     let lease = Duration::from_secs(60);
-    let stale = store.claim(event, lease).await.unwrap().event.expect("due");
+    let stale = store
+        .claim(&[event], lease)
+        .await
+        .unwrap()
+        .events
+        .pop()
+        .expect("due");
     assert!(
-        store.claim(event, lease).await.unwrap().event.is_none(),
+        store
+            .claim(&[event], lease)
+            .await
+            .unwrap()
+            .events
+            .is_empty(),
         "a leased delivery is not claimed twice"
     );
     sqlx::query("UPDATE deliveries SET lease_until = now() - interval '1 second'")
@@ -55,10 +67,11 @@ async fn a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owners_outcome() 
         .await
         .unwrap();
     let owner = store
-        .claim(event, lease)
+        .claim(&[event], lease)
         .await
         .unwrap()
-        .event
+        .events
+        .pop()
         .expect("the lease ran out: claimable again");
     assert_ne!(owner.lease_token, stale.lease_token);
     assert_eq!(owner.deliveries[0].attempt, 2);
@@ -66,7 +79,14 @@ async fn a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owners_outcome() 
     // The slow worker comes back with a refusal that would dead-letter the delivery.
     let refused = Some((FailureKind::Rejected, "HTTP 500".to_string()));
     let stale_report = outcome(&stale, 500, refused, Next::DeadLetter);
-    let written = store.record(&stale, &[stale_report]).await.unwrap();
+    let stale_report = [stale_report];
+    let written = store
+        .record(&[Outcome {
+            event: &stale,
+            attempts: &stale_report,
+        }])
+        .await
+        .unwrap();
     assert_eq!(written, 0, "no dead letter from a lost lease");
     let (state, token): (String, Option<uuid::Uuid>) =
         sqlx::query_as("SELECT state, lease_token FROM deliveries")
@@ -81,7 +101,14 @@ async fn a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owners_outcome() 
     assert_eq!(env.count("SELECT count(*) FROM dead_letters").await, 0);
 
     let owner_report = outcome(&owner, 200, None, Next::Delivered);
-    store.record(&owner, &[owner_report]).await.unwrap();
+    let owner_report = [owner_report];
+    store
+        .record(&[Outcome {
+            event: &owner,
+            attempts: &owner_report,
+        }])
+        .await
+        .unwrap();
     let (state, token): (String, Option<uuid::Uuid>) =
         sqlx::query_as("SELECT state, lease_token FROM deliveries")
             .fetch_one(&env.db)

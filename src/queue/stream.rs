@@ -3,6 +3,7 @@
 use super::{Entry, GROUP, QueueError};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::StreamAutoClaimReply;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -114,22 +115,34 @@ impl Streams {
         }
     }
 
-    /// The entry is done with: acknowledged, deleted, and its event no longer marked queued.
-    pub async fn finish(&self, entry: &Entry) -> Result<(), QueueError> {
-        let key = self.events_key(&entry.source);
+    /// The entries are done with: acknowledged, deleted, and their events no longer marked
+    /// queued, all in one atomic pipeline.
+    pub async fn finish(&self, entries: &[Entry]) -> Result<(), QueueError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut by_source: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
+        for entry in entries {
+            by_source.entry(&entry.source).or_default().push(entry);
+        }
         let mut pipe = redis::pipe();
         pipe.atomic();
-        pipe.cmd("XACK")
-            .arg(&key)
-            .arg(GROUP)
-            .arg(&entry.id)
-            .ignore();
-        pipe.cmd("XDEL").arg(&key).arg(&entry.id).ignore();
-        if let Some(event) = entry.event {
-            pipe.cmd("SREM")
-                .arg(self.queued_key(&entry.source))
-                .arg(event.to_string())
-                .ignore();
+        for (source, entries) in by_source {
+            let key = self.events_key(source);
+            let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+            pipe.cmd("XACK").arg(&key).arg(GROUP).arg(&ids).ignore();
+            pipe.cmd("XDEL").arg(&key).arg(&ids).ignore();
+            let events: Vec<String> = entries
+                .iter()
+                .filter_map(|e| e.event)
+                .map(|e| e.to_string())
+                .collect();
+            if !events.is_empty() {
+                pipe.cmd("SREM")
+                    .arg(self.queued_key(source))
+                    .arg(&events)
+                    .ignore();
+            }
         }
         let () = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(())

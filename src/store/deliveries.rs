@@ -1,9 +1,9 @@
-//! Delivery state: claiming due deliveries, recording attempts, finding due work.
+//! Delivery state: what claims and outcomes are made of (the statements are in `claim` and
+//! `outcomes`), and what every state change shares.
 
 use super::pipeline::Buried;
 use super::requeue::REQUEUE_GRACE;
-use super::{Store, StoreError};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use std::borrow::Cow;
 use std::time::Duration;
 use uuid::Uuid;
@@ -22,9 +22,10 @@ pub struct Claimed {
 
 /// What a claim did.
 #[derive(Debug, Default)]
-pub struct Claim {
-    /// The deliveries claimed, with their event; `None` when nothing was claimable.
-    pub event: Option<ClaimedEvent>,
+pub struct Claims {
+    /// The events with deliveries claimed, each with those deliveries; an event with nothing
+    /// claimable (delivered already, not yet due, held by another worker) is not among them.
+    pub events: Vec<ClaimedEvent>,
     /// Deliveries dead-lettered instead, their attempt budget spent
     /// ([`SPENT`](super::pipeline::SPENT)).
     pub spent: Vec<Buried>,
@@ -101,159 +102,6 @@ pub fn storable(text: &str) -> Cow<'_, str> {
         end -= 1;
     }
     Cow::Owned(format!("{}…", &text[..end]))
-}
-
-impl Store {
-    /// Claims every due, unleased, pending delivery of `event_id` for `lease`, counting the
-    /// attempt now: a worker that dies mid-delivery still used up that attempt. A delivery
-    /// whose attempts are used up is not claimed again but dead-lettered: its last claims
-    /// ended without an outcome, so a message that crashes workers, or whose outcome cannot be
-    /// recorded, is tried `max_attempts` times, not forever.
-    pub async fn claim(&self, event_id: Uuid, lease: Duration) -> Result<Claim, StoreError> {
-        let spent = self.bury_spent(event_id).await?;
-        let token = Uuid::new_v4();
-        let rows = sqlx::query(
-            "WITH claimed AS (
-                 UPDATE deliveries
-                 SET lease_until = now() + make_interval(secs => $2),
-                     lease_token = $3,
-                     -- Should this worker die, the scheduler requeues the delivery then.
-                     requeue_at = now() + make_interval(secs => $2),
-                     requeue_check = false,
-                     attempts = attempts + 1,
-                     first_attempt_at = coalesce(first_attempt_at, now()),
-                     last_attempt_at = now()
-                 WHERE event_id = $1 AND state = 'pending' AND attempts < max_attempts
-                   -- Written so that no index can serve it: the planner must find the rows
-                   -- by event id (primary key). As an index condition it made fresh tables
-                   -- scan every due delivery per claim through deliveries_due, O(backlog).
-                   AND next_attempt_at - now() <= interval '0'
-                   AND (lease_until IS NULL OR lease_until < now())
-                 RETURNING destination, attempts, max_attempts
-             )
-             SELECT c.destination, c.attempts, c.max_attempts, e.source, e.payload,
-                    (SELECT h->>1 FROM jsonb_array_elements(e.headers) h
-                     WHERE h->>0 = 'content-type' LIMIT 1) AS content_type
-             FROM claimed c JOIN events e ON e.id = $1",
-        )
-        .bind(event_id)
-        .bind(lease.as_secs_f64())
-        .bind(token)
-        .fetch_all(&self.pool)
-        .await?;
-        let Some(first) = rows.first() else {
-            return Ok(Claim { event: None, spent });
-        };
-        let event = ClaimedEvent {
-            event_id,
-            source: first.try_get("source")?,
-            payload: first.try_get("payload")?,
-            content_type: first.try_get("content_type")?,
-            lease_token: token,
-            deliveries: rows
-                .iter()
-                .map(|r| {
-                    Ok(Claimed {
-                        destination: r.try_get("destination")?,
-                        attempt: r.try_get("attempts")?,
-                        max_attempts: r.try_get("max_attempts")?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()?,
-        };
-        Ok(Claim {
-            event: Some(event),
-            spent,
-        })
-    }
-
-    /// Records the attempts of one claim and settles the event's status, in one transaction.
-    /// A delivery whose lease was lost meanwhile (this worker was too slow and another took
-    /// over) is left to its new owner. Returns how many dead letters were written.
-    pub async fn record(
-        &self,
-        event: &ClaimedEvent,
-        attempts: &[Attempt],
-    ) -> Result<u32, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut dead = 0;
-        for a in attempts {
-            let error = a.failure.as_ref().map(|(_, e)| storable(e));
-            let status = a.status_code.map(i32::from);
-            let (state, reason, retry_in) = match (a.next, &a.failure) {
-                (Next::Delivered, _) => ("delivered", "delivered".to_string(), None),
-                (Next::RetryIn(delay), _) => (
-                    "pending",
-                    "retry scheduled".to_string(),
-                    Some(delay.as_secs_f64()),
-                ),
-                (Next::DeadLetter, Some((FailureKind::Pipeline, e))) => {
-                    ("dead", storable(e).into_owned(), None)
-                }
-                (Next::DeadLetter, _) => {
-                    ("dead", format!("attempts exhausted ({})", a.attempt), None)
-                }
-            };
-            // The attempt is recorded by the same statement that settles the delivery, and
-            // only if this worker still holds its lease.
-            let owned = sqlx::query(
-                "WITH settled AS (
-                     UPDATE deliveries
-                     SET state = $4, reason = $5, lease_until = NULL, lease_token = NULL,
-                         last_status = $6, last_error = $7,
-                         next_attempt_at = CASE WHEN $8::float8 IS NULL THEN next_attempt_at
-                                                ELSE now() + make_interval(secs => $8) END,
-                         requeue_at = CASE WHEN $8::float8 IS NOT NULL
-                                           THEN now() + make_interval(secs => $8) END,
-                         requeue_check = false,
-                         delivered_at = CASE WHEN $4 = 'delivered' THEN now() END
-                     WHERE event_id = $1 AND destination = $2 AND lease_token = $3
-                     RETURNING event_id, destination
-                 )
-                 INSERT INTO delivery_attempts
-                     (event_id, destination, attempt, status_code, error, duration_ms)
-                 SELECT event_id, destination, $9, $6, $7, $10 FROM settled",
-            )
-            .bind(event.event_id)
-            .bind(&a.destination)
-            .bind(event.lease_token)
-            .bind(state)
-            .bind(&reason)
-            .bind(status)
-            .bind(error.as_deref())
-            .bind(retry_in)
-            .bind(a.attempt)
-            .bind(i32::try_from(a.duration.as_millis()).unwrap_or(i32::MAX))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if owned == 0 {
-                tracing::warn!(event = %event.event_id, destination = %a.destination, "lease lost before the outcome was recorded; the new owner decides");
-                continue;
-            }
-            if let (Next::DeadLetter, Some((kind, _))) = (a.next, &a.failure) {
-                sqlx::query(
-                    "INSERT INTO dead_letters
-                         (id, event_id, source, destination, payload, attempts, last_error,
-                          last_status, failure_kind, first_attempt_at, last_attempt_at)
-                     SELECT $1, e.id, e.source, d.destination, e.payload, d.attempts,
-                            d.last_error, d.last_status, $4, d.first_attempt_at, d.last_attempt_at
-                     FROM deliveries d JOIN events e ON e.id = d.event_id
-                     WHERE d.event_id = $2 AND d.destination = $3",
-                )
-                .bind(Uuid::now_v7())
-                .bind(event.event_id)
-                .bind(&a.destination)
-                .bind(kind.as_str())
-                .execute(&mut *tx)
-                .await?;
-                dead += 1;
-            }
-        }
-        settle_events(&mut tx, &[event.event_id]).await?;
-        tx.commit().await?;
-        Ok(dead)
-    }
 }
 
 /// An event is delivered once every delivery is, dead-lettered once none is pending and one

@@ -2,11 +2,13 @@
 
 pub mod admin_actions;
 pub mod alerts;
+pub mod claim;
 pub mod dead_letters;
 pub mod deliveries;
 pub mod events;
 pub mod leader;
 pub mod operations;
+pub mod outcomes;
 pub mod pipeline;
 pub mod purge;
 pub mod redeliver;

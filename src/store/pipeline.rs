@@ -26,14 +26,14 @@ pub struct Buried {
 }
 
 impl Store {
-    /// Dead-letters the unleased pending deliveries of `event_id` whose budget is spent.
-    pub(super) async fn bury_spent(&self, event_id: Uuid) -> Result<Vec<Buried>, StoreError> {
-        let spent: Vec<String> = sqlx::query_scalar(
-            "SELECT destination FROM deliveries
-             WHERE event_id = $1 AND state = 'pending' AND attempts >= max_attempts
+    /// Dead-letters the unleased pending deliveries of `events` whose budget is spent.
+    pub(super) async fn bury_spent(&self, events: &[Uuid]) -> Result<Vec<Buried>, StoreError> {
+        let spent: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT event_id, destination FROM deliveries
+             WHERE event_id = ANY($1) AND state = 'pending' AND attempts >= max_attempts
                AND (lease_until IS NULL OR lease_until < now())",
         )
-        .bind(event_id)
+        .bind(events)
         .fetch_all(&self.pool)
         .await?;
         if spent.is_empty() {
@@ -41,8 +41,8 @@ impl Store {
         }
         let graves: Vec<Grave> = spent
             .iter()
-            .map(|destination| Grave {
-                event_id,
+            .map(|(event_id, destination)| Grave {
+                event_id: *event_id,
                 destination,
                 reason: SPENT.to_string(),
             })

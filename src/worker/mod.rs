@@ -2,6 +2,7 @@
 //! its source's destinations, records the outcome in Postgres, and only then finishes the entry.
 
 pub mod backoff;
+mod commit;
 mod deliver;
 mod reclaim;
 mod record;
@@ -13,10 +14,12 @@ use crate::queue::reader::GroupReader;
 use crate::queue::stream::Streams;
 use crate::queue::{Entry, QueueError};
 use crate::store::Store;
-use crate::store::deliveries::{Attempt, Claimed, ClaimedEvent, FailureKind, Next};
+use crate::store::deliveries::{Attempt, Claimed, ClaimedEvent, Claims, FailureKind, Next};
 use crate::store::pipeline::Buried;
 use crate::store::routes;
+use commit::Committer;
 use futures::FutureExt;
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use uuid::Uuid;
 
 /// A blocked read returns at least this often, so shutdown is noticed promptly.
 const READ_BLOCK: Duration = Duration::from_secs(1);
@@ -35,6 +39,7 @@ pub struct Worker {
     store: Store,
     streams: Streams,
     deliverer: Deliverer,
+    committer: Committer,
     /// This process's consumer name in the group.
     consumer: String,
     /// Bounds the deliveries in flight.
@@ -66,6 +71,7 @@ impl Worker {
             consumer,
             permits: Arc::new(Semaphore::new(config.worker.concurrency)),
             deliverer: Deliverer::new(streams.clone()),
+            committer: Committer::spawn(store.clone(), streams.clone()),
             config,
             store,
             streams,
@@ -125,9 +131,7 @@ impl Worker {
                 Ok(entries) => {
                     backoff = Duration::from_millis(100);
                     // A read returns no more entries than permits; unused permits drop here.
-                    for (entry, permit) in entries.into_iter().zip(permits) {
-                        self.spawn_process(entry, permit);
-                    }
+                    self.process(entries, permits).await;
                 }
                 Err(error) => {
                     if error.is_nogroup() {
@@ -166,16 +170,60 @@ impl Worker {
         }
     }
 
-    fn spawn_process(self: &Arc<Self>, entry: Entry, permit: OwnedSemaphorePermit) {
+    /// Claims what `entries` stand for in one statement and starts a delivery task for each
+    /// event claimed, with one of `permits`; entries with nothing to do are finished at once.
+    /// Any failure before an entry is finished leaves it pending: it is reclaimed after the
+    /// visibility timeout and tried again, so nothing is lost, at worst delivered twice. Each
+    /// claim counts an attempt, so that ends after `max_attempts` (see `Store::claim`).
+    async fn process(self: &Arc<Self>, entries: Vec<Entry>, permits: Vec<OwnedSemaphorePermit>) {
+        let ids: Vec<Uuid> = entries.iter().filter_map(|e| e.event).collect();
+        let lease = self.config.worker.visibility_timeout;
+        let claims = match ids.is_empty() {
+            true => Claims::default(),
+            false => match self.store.claim(&ids, lease).await {
+                Ok(claims) => claims,
+                Err(error) => {
+                    tracing::warn!(%error, entries = entries.len(), "cannot claim deliveries; the entries will be reclaimed");
+                    return;
+                }
+            },
+        };
+        buried(&claims.spent);
+        let mut claimed: HashMap<Uuid, ClaimedEvent> =
+            claims.events.into_iter().map(|e| (e.event_id, e)).collect();
+        let mut idle = Vec::new();
+        for (entry, permit) in entries.into_iter().zip(permits) {
+            match entry.event.and_then(|id| claimed.remove(&id)) {
+                Some(event) => self.spawn_delivery(entry, event, permit),
+                // Nothing claimed: delivered already, not yet due, or another worker holds it
+                // (a duplicate entry in this batch included). Entries without a readable event
+                // id (deleted while pending) carry nothing to do either: whatever they stood
+                // for is still owed in Postgres, and the scheduler requeues it.
+                None => idle.push(entry),
+            }
+        }
+        if let Err(error) = self.streams.finish(&idle).await {
+            tracing::warn!(%error, entries = idle.len(), "cannot acknowledge; the entries will be reclaimed");
+        }
+    }
+
+    fn spawn_delivery(
+        self: &Arc<Self>,
+        entry: Entry,
+        event: ClaimedEvent,
+        permit: OwnedSemaphorePermit,
+    ) {
         let worker = self.clone();
         self.tracker.spawn(async move {
             // A panic ends this entry's processing only, like any other failure before the
-            // entry is finished (see `process`); its permit is released all the same.
-            let process = AssertUnwindSafe(worker.process(&entry)).catch_unwind();
+            // entry is finished; its permit is released all the same.
+            let source = entry.source.clone();
+            let (entry_id, event_id) = (entry.id.clone(), event.event_id);
+            let deliver = AssertUnwindSafe(worker.deliver(entry, event)).catch_unwind();
             tokio::select! {
-                outcome = process => if outcome.is_err() {
-                    metrics::counter!("hookgate_worker_panics_total", "source" => entry.source.clone()).increment(1);
-                    tracing::error!(entry = %entry.id, event = ?entry.event, "processing the entry panicked; it will be reclaimed");
+                outcome = deliver => if outcome.is_err() {
+                    metrics::counter!("hookgate_worker_panics_total", "source" => source).increment(1);
+                    tracing::error!(entry = %entry_id, event = %event_id, "processing the entry panicked; it will be reclaimed");
                 },
                 () = worker.hand_back.cancelled() => {}
             }
@@ -183,36 +231,13 @@ impl Worker {
         });
     }
 
-    /// Any failure before the entry is finished leaves it pending: it is reclaimed after the
-    /// visibility timeout and tried again, so nothing is lost, at worst delivered twice. Each
-    /// claim counts an attempt, so that ends after `max_attempts` (see `Store::claim`).
-    async fn process(&self, entry: &Entry) {
-        if let Some(event_id) = entry.event {
-            let lease = self.config.worker.visibility_timeout;
-            let claim = match self.store.claim(event_id, lease).await {
-                Ok(claim) => claim,
-                Err(error) => {
-                    tracing::warn!(%error, event = %event_id, "cannot claim deliveries; the entry will be reclaimed");
-                    return;
-                }
-            };
-            buried(&claim.spent);
-            // Nothing claimed: delivered already, not yet due, or another worker holds it.
-            if let Some(event) = claim.event {
-                let attempts = futures::future::join_all(
-                    event.deliveries.iter().map(|d| self.attempt(&event, d)),
-                )
+    /// Makes every claimed delivery of `event` at once, then has the outcome committed (with
+    /// other tasks' outcomes) and the entry finished.
+    async fn deliver(&self, entry: Entry, event: ClaimedEvent) {
+        let attempts =
+            futures::future::join_all(event.deliveries.iter().map(|d| self.attempt(&event, d)))
                 .await;
-                if !record::settle(&self.store, &event, &attempts).await {
-                    return;
-                }
-            }
-        }
-        // Entries without a readable event id (deleted while pending) carry nothing to do:
-        // whatever they stood for is still owed in Postgres, and the scheduler re-enqueues it.
-        if let Err(error) = self.streams.finish(entry).await {
-            tracing::warn!(%error, entry = %entry.id, "cannot acknowledge; the entry will be reclaimed");
-        }
+        self.committer.commit(entry, event, attempts).await;
     }
 
     async fn attempt(&self, event: &ClaimedEvent, claimed: &Claimed) -> Attempt {

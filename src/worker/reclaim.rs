@@ -44,13 +44,14 @@ pub async fn run(worker: Arc<Worker>, shutdown: CancellationToken) {
                         .increment(entries.len() as u64);
                     tracing::info!(source = %source.name, count = entries.len(), "reclaimed stalled entries");
                 }
-                for entry in entries {
-                    let permit = tokio::select! {
+                let mut permits = Vec::with_capacity(entries.len());
+                while permits.len() < entries.len() {
+                    permits.push(tokio::select! {
                         p = worker.permits.clone().acquire_owned() => p.expect("semaphore is never closed"),
                         () = shutdown.cancelled() => return,
-                    };
-                    worker.spawn_process(entry, permit);
+                    });
                 }
+                worker.process(entries, permits).await;
                 if next == "0-0" {
                     break;
                 }

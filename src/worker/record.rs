@@ -5,6 +5,7 @@
 
 use super::buried;
 use crate::store::deliveries::{Attempt, ClaimedEvent, Next};
+use crate::store::outcomes::Outcome;
 use crate::store::{Store, StoreError};
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ pub async fn settle(store: &Store, event: &ClaimedEvent, attempts: &[Attempt]) -
     let mut pause = FIRST_PAUSE;
     let mut tries = 1;
     let error = loop {
-        match store.record(event, attempts).await {
+        match store.record(&[Outcome { event, attempts }]).await {
             Ok(_) => return true,
             Err(error) if tries == TRIES => break error,
             Err(error) => {
@@ -38,7 +39,11 @@ pub async fn settle(store: &Store, event: &ClaimedEvent, attempts: &[Attempt]) -
     tracing::warn!(%error, event = %event.event_id, "Postgres refuses the outcome; recording each delivery on its own");
     let mut settled = true;
     for attempt in attempts {
-        let error = match store.record(event, std::slice::from_ref(attempt)).await {
+        let alone = Outcome {
+            event,
+            attempts: std::slice::from_ref(attempt),
+        };
+        let error = match store.record(&[alone]).await {
             Ok(_) => continue,
             Err(error) => error,
         };

@@ -1,0 +1,153 @@
+//! Recording outcomes: the attempts of many claims, their deliveries' new states, their dead
+//! letters and their events' statuses, in one transaction of two statements.
+
+use super::deliveries::{Attempt, ClaimedEvent, FailureKind, Next, settle_events, storable};
+use super::{Store, StoreError};
+use std::collections::HashSet;
+use uuid::Uuid;
+
+/// The attempts one claim made.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome<'a> {
+    pub event: &'a ClaimedEvent,
+    pub attempts: &'a [Attempt],
+}
+
+/// One attempt as a row of the recording statement.
+struct Row<'a> {
+    event_id: Uuid,
+    destination: &'a str,
+    lease_token: Uuid,
+    state: &'static str,
+    reason: String,
+    status: Option<i32>,
+    error: Option<String>,
+    retry_in: Option<f64>,
+    attempt: i32,
+    duration_ms: i32,
+    failure_kind: Option<&'static str>,
+}
+
+impl<'a> Row<'a> {
+    fn new(event: &ClaimedEvent, a: &'a Attempt) -> Self {
+        let (state, reason, retry_in) = match (a.next, &a.failure) {
+            (Next::Delivered, _) => ("delivered", "delivered".to_string(), None),
+            (Next::RetryIn(delay), _) => (
+                "pending",
+                "retry scheduled".to_string(),
+                Some(delay.as_secs_f64()),
+            ),
+            (Next::DeadLetter, Some((FailureKind::Pipeline, e))) => {
+                ("dead", storable(e).into_owned(), None)
+            }
+            (Next::DeadLetter, _) => ("dead", format!("attempts exhausted ({})", a.attempt), None),
+        };
+        Self {
+            event_id: event.event_id,
+            destination: &a.destination,
+            lease_token: event.lease_token,
+            state,
+            reason,
+            status: a.status_code.map(i32::from),
+            error: a.failure.as_ref().map(|(_, e)| storable(e).into_owned()),
+            retry_in,
+            attempt: a.attempt,
+            duration_ms: i32::try_from(a.duration.as_millis()).unwrap_or(i32::MAX),
+            // Only a failed last attempt leaves a dead letter.
+            failure_kind: match (a.next, &a.failure) {
+                (Next::DeadLetter, Some((kind, _))) => Some(kind.as_str()),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// One column of `rows`, as a statement's array parameter.
+fn column<'r, T>(rows: &'r [Row], field: impl Fn(&'r Row) -> T) -> Vec<T> {
+    rows.iter().map(field).collect()
+}
+
+impl Store {
+    /// Records the attempts of `outcomes` and settles their events' statuses, in one
+    /// transaction. A delivery whose lease was lost meanwhile (its worker was too slow and
+    /// another took over) is left to its new owner. Returns how many dead letters were written.
+    pub async fn record(&self, outcomes: &[Outcome<'_>]) -> Result<u32, StoreError> {
+        let mut rows: Vec<Row> = outcomes
+            .iter()
+            .flat_map(|o| o.attempts.iter().map(|a| Row::new(o.event, a)))
+            .collect();
+        // Rows are locked in key order, so concurrent recorders cannot deadlock on them.
+        rows.sort_by(|a, b| (a.event_id, a.destination).cmp(&(b.event_id, b.destination)));
+        let dead_letters: Vec<Uuid> = rows.iter().map(|_| Uuid::now_v7()).collect();
+        let mut tx = self.pool.begin().await?;
+        // Each attempt is recorded by the statement that settles its delivery, and only if
+        // this worker still holds the lease.
+        let settled: Vec<(Uuid, String, bool)> = sqlx::query_as(
+            "WITH input AS (
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[],
+                                      $6::int4[], $7::text[], $8::float8[], $9::int4[],
+                                      $10::int4[], $11::text[], $12::uuid[])
+                     AS i (event_id, destination, lease_token, state, reason, status, error,
+                           retry_in, attempt, duration_ms, failure_kind, dead_letter)
+             ), settled AS (
+                 UPDATE deliveries d
+                 SET state = i.state, reason = i.reason, lease_until = NULL, lease_token = NULL,
+                     last_status = i.status, last_error = i.error,
+                     next_attempt_at = CASE WHEN i.retry_in IS NULL THEN d.next_attempt_at
+                                            ELSE now() + make_interval(secs => i.retry_in) END,
+                     requeue_at = CASE WHEN i.retry_in IS NOT NULL
+                                       THEN now() + make_interval(secs => i.retry_in) END,
+                     requeue_check = false,
+                     delivered_at = CASE WHEN i.state = 'delivered' THEN now() END
+                 FROM input i
+                 WHERE d.event_id = i.event_id AND d.destination = i.destination
+                   AND d.lease_token = i.lease_token
+                 RETURNING d.event_id, d.destination, d.attempts, d.last_status, d.last_error,
+                           d.first_attempt_at, d.last_attempt_at, i.attempt, i.duration_ms,
+                           i.failure_kind, i.dead_letter
+             ), attempts AS (
+                 INSERT INTO delivery_attempts
+                     (event_id, destination, attempt, status_code, error, duration_ms)
+                 SELECT event_id, destination, attempt, last_status, last_error, duration_ms
+                 FROM settled
+             ), dead AS (
+                 INSERT INTO dead_letters
+                     (id, event_id, source, destination, payload, attempts, last_error,
+                      last_status, failure_kind, first_attempt_at, last_attempt_at)
+                 SELECT s.dead_letter, e.id, e.source, s.destination, e.payload, s.attempts,
+                        s.last_error, s.last_status, s.failure_kind, s.first_attempt_at,
+                        s.last_attempt_at
+                 FROM settled s JOIN events e ON e.id = s.event_id
+                 WHERE s.failure_kind IS NOT NULL
+             )
+             SELECT event_id, destination, failure_kind IS NOT NULL FROM settled",
+        )
+        .bind(column(&rows, |r| r.event_id))
+        .bind(column(&rows, |r| r.destination))
+        .bind(column(&rows, |r| r.lease_token))
+        .bind(column(&rows, |r| r.state))
+        .bind(column(&rows, |r| r.reason.as_str()))
+        .bind(column(&rows, |r| r.status))
+        .bind(column(&rows, |r| r.error.as_deref()))
+        .bind(column(&rows, |r| r.retry_in))
+        .bind(column(&rows, |r| r.attempt))
+        .bind(column(&rows, |r| r.duration_ms))
+        .bind(column(&rows, |r| r.failure_kind))
+        .bind(&dead_letters)
+        .fetch_all(&mut *tx)
+        .await?;
+        let owned: HashSet<(Uuid, &str)> =
+            (settled.iter()).map(|(e, d, _)| (*e, d.as_str())).collect();
+        for row in &rows {
+            if !owned.contains(&(row.event_id, row.destination)) {
+                tracing::warn!(event = %row.event_id, destination = %row.destination, "lease lost before the outcome was recorded; the new owner decides");
+            }
+        }
+        let mut events: Vec<Uuid> = outcomes.iter().map(|o| o.event.event_id).collect();
+        events.sort_unstable();
+        events.dedup();
+        settle_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(settled.iter().filter(|(_, _, dead)| *dead).count() as u32)
+    }
+}
