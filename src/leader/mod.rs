@@ -7,6 +7,7 @@
 
 mod alerts;
 mod gauges;
+mod recovery;
 mod scheduler;
 mod upkeep;
 

@@ -9,13 +9,14 @@
 //! stream no worker reads, and again whenever a due one shows up (a worker still running an
 //! older configuration scheduled it).
 
+use super::recovery::Epochs;
 use crate::queue::QueueError;
 use crate::queue::stream::Streams;
 use crate::store::requeue::Requeue;
 use crate::store::routes::Routes;
 use crate::store::{Store, StoreError};
 use crate::worker::buried;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -43,8 +44,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut unrouted_left = true;
-    // Each source's epoch as last recorded in Postgres, once read.
-    let mut epochs: HashMap<String, String> = HashMap::new();
+    let mut epochs = Epochs::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -54,7 +54,7 @@ pub async fn run(
             unrouted_left = !bury_unrouted(&store, &routes).await;
         }
         for source in &sources {
-            if let Err(error) = check_epoch(&store, &streams, source, &mut epochs).await {
+            if let Err(error) = epochs.tick(&store, &streams, source).await {
                 tracing::warn!(%error, source, "cannot check the source's Redis epoch; retrying next tick");
             }
         }
@@ -124,51 +124,6 @@ fn event_ids(rows: &[&Requeue]) -> Vec<Uuid> {
     ids.sort_unstable();
     ids.dedup();
     ids
-}
-
-/// Requeues `source`'s pending deliveries when its Redis keys lost their data: their epoch is
-/// missing, or not the one recorded.
-async fn check_epoch(
-    store: &Store,
-    streams: &Streams,
-    source: &str,
-    epochs: &mut HashMap<String, String>,
-) -> Result<(), TickError> {
-    let known = match epochs.get(source) {
-        Some(epoch) => Some(epoch.clone()),
-        None => store.stream_epoch(source).await?,
-    };
-    let current = streams.epoch(source).await?;
-    if let (Some(current), Some(known)) = (&current, &known)
-        && current == known
-    {
-        epochs.insert(source.to_string(), known.clone());
-        return Ok(());
-    }
-    // The epoch goes into Redis first: should Redis lose it again before the recovery is
-    // recorded, the next tick recovers again.
-    let epoch = match current {
-        Some(epoch) => epoch,
-        None => {
-            let fresh = Uuid::new_v4().simple().to_string();
-            streams.start_epoch(source, &fresh).await?
-        }
-    };
-    let marked = store.recover_source(source, &epoch).await?;
-    match known {
-        Some(_) => tracing::warn!(
-            source,
-            deliveries = marked,
-            "the source's Redis keys lost their data; requeueing its pending deliveries"
-        ),
-        None => tracing::info!(
-            source,
-            deliveries = marked,
-            "first start with queue epochs; checking the source's pending deliveries are queued"
-        ),
-    }
-    epochs.insert(source.to_string(), epoch);
-    Ok(())
 }
 
 /// Dead-letters the deliveries that can never be made. Returns whether that is done.

@@ -27,11 +27,9 @@ impl Store {
                      attempts = attempts + 1,
                      first_attempt_at = coalesce(first_attempt_at, now()),
                      last_attempt_at = now()
+                 -- Found through deliveries_pending by event id (migration 0011 says why).
                  WHERE event_id = ANY($1) AND state = 'pending' AND attempts < max_attempts
-                   -- Written so that no index can serve it: the planner must find the rows
-                   -- by event id (primary key). As an index condition it made fresh tables
-                   -- scan every due delivery per claim through deliveries_due, O(backlog).
-                   AND next_attempt_at - now() <= interval '0'
+                   AND next_attempt_at <= now()
                    AND (lease_until IS NULL OR lease_until < now())
                  RETURNING event_id, destination, attempts, max_attempts
              )

@@ -6,7 +6,6 @@
 use super::deliveries::{ClaimedEvent, settle_events, storable};
 use super::routes::{Routes, unrouted};
 use super::{Store, StoreError};
-use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -74,36 +73,35 @@ impl Store {
 
     /// Dead-letters every unleased pending delivery whose source or destination is not among
     /// `routes`: no worker reads its stream or knows where to send it, so it would wait
-    /// forever. Walks the pending deliveries once, in due order, a batch per transaction.
+    /// forever. Walks the pending deliveries once, in event order, a batch per transaction.
     pub async fn bury_unrouted(&self, routes: &Routes) -> Result<Vec<Buried>, StoreError> {
         let (sources, destinations) = routes.columns();
-        let mut after: Option<(DateTime<Utc>, Uuid)> = None;
+        let mut after = Uuid::nil();
         let mut buried = Vec::new();
         loop {
             let mut tx = self.pool.begin().await?;
-            // The walk resumes at (not after) the last row: a batch may end between two
-            // deliveries of one event.
-            let rows: Vec<(Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
-                "SELECT d.event_id, e.source, d.destination, d.next_attempt_at
+            // The walk resumes at (not after) the last row's event: a batch may end between
+            // two deliveries of one event.
+            let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+                "SELECT d.event_id, e.source, d.destination
                  FROM deliveries d JOIN events e ON e.id = d.event_id
                  WHERE d.state = 'pending' AND (d.lease_until IS NULL OR d.lease_until < now())
-                   AND ($3::timestamptz IS NULL OR (d.next_attempt_at, d.event_id) >= ($3, $4))
+                   AND d.event_id >= $3
                    AND (e.source, d.destination) NOT IN
                        (SELECT * FROM unnest($1::text[], $2::text[]))
-                 ORDER BY d.next_attempt_at, d.event_id
-                 LIMIT $5
+                 ORDER BY d.event_id
+                 LIMIT $4
                  FOR UPDATE OF d SKIP LOCKED",
             )
             .bind(&sources)
             .bind(&destinations)
-            .bind(after.map(|(at, _)| at))
-            .bind(after.map(|(_, id)| id))
+            .bind(after)
             .bind(UNROUTED_BATCH)
             .fetch_all(&mut *tx)
             .await?;
             let graves: Vec<Grave> = rows
                 .iter()
-                .map(|(event_id, source, destination, _)| Grave {
+                .map(|(event_id, source, destination)| Grave {
                     event_id: *event_id,
                     destination,
                     reason: unrouted(source, destination),
@@ -112,9 +110,7 @@ impl Store {
             buried.extend(bury(&mut tx, &graves, None).await?);
             tx.commit().await?;
             match rows.last() {
-                Some(&(id, _, _, at)) if rows.len() as i64 == UNROUTED_BATCH => {
-                    after = Some((at, id));
-                }
+                Some(&(id, _, _)) if rows.len() as i64 == UNROUTED_BATCH => after = id,
                 _ => return Ok(buried),
             }
         }

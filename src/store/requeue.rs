@@ -1,5 +1,5 @@
 //! What the scheduler owes the streams: deliveries whose `requeue_at` has come (see migration
-//! 0008 for who sets it and why), and the recovery of a source whose Redis lost its data.
+//! 0008 for who sets it and why), and what a source's Redis may have lost with its data.
 
 use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -10,10 +10,6 @@ use uuid::Uuid;
 /// that it reached its stream. Long enough for the enqueue that follows the commit to have
 /// happened, short enough that an event whose XADD failed waits little longer than that.
 pub const REQUEUE_GRACE: Duration = Duration::from_secs(10);
-
-/// Pending deliveries marked per statement when a source is recovered: each batch is a short
-/// transaction, so workers' claims never wait long on its row locks.
-const RECOVERY_BATCH: i64 = 5000;
 
 /// A delivery whose requeue time has come.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -72,55 +68,34 @@ impl Store {
         )
     }
 
-    /// After `source`'s Redis keys lost their data (or were never seen by this version): every
-    /// pending delivery they could have held is marked for the scheduler to check now, then
-    /// `epoch` is recorded as the one now in Redis. Leased deliveries are already owed a
-    /// requeue when their lease ends. Returns how many were marked. Interrupted, it is run
-    /// again from the start, which marks nothing twice that matters: a check only adds what is
-    /// missing.
-    pub async fn recover_source(&self, source: &str, epoch: &str) -> Result<u64, StoreError> {
-        let mut after: (DateTime<Utc>, Uuid) = (DateTime::<Utc>::UNIX_EPOCH, Uuid::nil());
-        let mut marked = 0;
-        loop {
-            // Walks the source's pending deliveries through deliveries_due, resuming at (not
-            // after) the last row: a batch may end between two deliveries of one event.
-            let (count, rows, last_at, last_id): (i64, i64, Option<DateTime<Utc>>, Option<Uuid>) =
-                sqlx::query_as(
-                    "WITH batch AS (
-                         SELECT d.event_id, d.destination, d.next_attempt_at
-                         FROM deliveries d JOIN events e ON e.id = d.event_id
-                         WHERE d.state = 'pending' AND e.source = $1
-                           AND (d.next_attempt_at, d.event_id) >= ($2, $3)
-                         ORDER BY d.next_attempt_at, d.event_id
-                         LIMIT $4
-                     ), marked AS (
-                         UPDATE deliveries d SET requeue_at = now(), requeue_check = true
-                         FROM batch b
-                         WHERE d.event_id = b.event_id AND d.destination = b.destination
-                           AND d.state = 'pending'
-                           AND (d.requeue_at IS NULL OR d.requeue_check)
-                         RETURNING 1
-                     ), last AS (
-                         SELECT next_attempt_at, event_id FROM batch
-                         ORDER BY next_attempt_at DESC, event_id DESC LIMIT 1
-                     )
-                     SELECT (SELECT count(*) FROM marked), (SELECT count(*) FROM batch),
-                            (SELECT next_attempt_at FROM last), (SELECT event_id FROM last)",
-                )
-                .bind(source)
-                .bind(after.0)
-                .bind(after.1)
-                .bind(RECOVERY_BATCH)
-                .fetch_one(&self.pool)
-                .await?;
-            marked += count as u64;
-            match (last_at, last_id) {
-                (Some(at), Some(id)) if rows == RECOVERY_BATCH && (at, id) != after => {
-                    after = (at, id)
-                }
-                _ => break,
-            }
-        }
+    /// Up to `limit` events of `source`, after `after` in id order, with a pending delivery
+    /// that Postgres believes is on a stream (no requeue time): what a Redis that lost its data
+    /// may have lost. The rest of the pending deliveries have a requeue time, at which the
+    /// scheduler looks at them anyway.
+    pub async fn queued_events(
+        &self,
+        source: &str,
+        after: Uuid,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT d.event_id
+             FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE d.state = 'pending' AND d.requeue_at IS NULL AND d.event_id > $2
+               AND e.source = $1
+             ORDER BY d.event_id
+             LIMIT $3",
+        )
+        .bind(source)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records `epoch` as the one `source`'s Redis keys carry, once everything they lost is
+    /// back on the stream.
+    pub async fn record_epoch(&self, source: &str, epoch: &str) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO stream_epochs (source, epoch) VALUES ($1, $2)
              ON CONFLICT (source) DO UPDATE SET epoch = $2, changed_at = now()",
@@ -129,6 +104,6 @@ impl Store {
         .bind(epoch)
         .execute(&self.pool)
         .await?;
-        Ok(marked)
+        Ok(())
     }
 }
