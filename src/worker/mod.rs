@@ -65,7 +65,7 @@ impl Worker {
         let worker = Arc::new(Self {
             consumer,
             permits: Arc::new(Semaphore::new(config.worker.concurrency)),
-            deliverer: Deliverer::new(streams.clone()),
+            deliverer: Deliverer::new(&config, streams.clone()),
             config,
             store,
             streams,
