@@ -1,5 +1,6 @@
 //! One attempt at one destination.
 
+use super::trace;
 use crate::config::{Config, Destination, Target};
 use crate::queue::stream::Streams;
 use crate::redact;
@@ -114,7 +115,8 @@ impl Deliverer {
             .header("webhook-id", id)
             .header("webhook-timestamp", timestamp)
             .header("hookgate-source", source)
-            .header("hookgate-attempt", attempt);
+            .header("hookgate-attempt", attempt)
+            .header("traceparent", trace::traceparent(event.event_id));
         if let Some(key) = &destination.signing_key {
             request = request.header("webhook-signature", key.sign(id, timestamp, &event.payload));
         }

@@ -5,6 +5,7 @@ pub mod backoff;
 mod deliver;
 mod reclaim;
 mod record;
+mod trace;
 
 pub use deliver::Deliverer;
 
@@ -256,7 +257,7 @@ impl Worker {
         };
         metrics::counter!("hookgate_deliveries_total", "source" => source.name.clone(), "destination" => destination.name.clone(), "outcome" => outcome).increment(1);
         if let Some((kind, error)) = &response.failure {
-            tracing::info!(event = %event.event_id, destination = %destination.name, attempt = claimed.attempt, kind = kind.as_str(), %error, ?next, "delivery failed");
+            tracing::info!(event = %event.event_id, trace_id = %trace::trace_id(event.event_id), destination = %destination.name, attempt = claimed.attempt, kind = kind.as_str(), %error, ?next, "delivery failed");
         }
         Attempt {
             destination: claimed.destination.clone(),
