@@ -11,6 +11,7 @@ use rustls::pki_types::CertificateDer;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 use tower::ServiceExt;
 
 #[derive(Debug, Clone)]
@@ -88,8 +89,9 @@ impl Sink {
             while let Ok((tcp, _)) = listener.accept().await {
                 let (acceptor, app) = (acceptor.clone(), app.clone());
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
+                    let tls = match acceptor.accept(tcp).into_fallible().await {
+                        Ok(tls) => tls,
+                        Err((_, tcp)) => return close_gently(tcp).await,
                     };
                     let client = (tls.get_ref().1.peer_certificates())
                         .and_then(|chain| chain.first())
@@ -142,6 +144,16 @@ impl Sink {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Closes a connection whose handshake failed once the client has closed its side. Closing
+/// with the client's request unread would reset the connection, and the reset can overtake
+/// the TLS alert that tells the client why.
+async fn close_gently(mut tcp: tokio::net::TcpStream) {
+    let _ = tcp.shutdown().await;
+    let mut discard = tokio::io::sink();
+    let drain = tokio::io::copy(&mut tcp, &mut discard);
+    let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
 }
 
 fn recorder() -> (Arc<Mutex<Inner>>, Router) {
