@@ -20,5 +20,6 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod time_filter;
+pub mod tls;
 pub mod verify;
 pub mod worker;

@@ -138,7 +138,9 @@ async fn crossing_the_threshold_alerts_once_and_recovering_resolves() {
     // More rounds, each one seen to happen: the depth moves below the threshold and back, and
     // neither process announces anything again.
     for round in 1..=3 {
-        let letter = seed::dead_letter(&env.db, SOURCE, "ci", "2026-01-01T09:00:00Z").await;
+        // Created now: one older than dead_letter_retention could go in a retention pass.
+        let now = chrono::Utc::now().to_rfc3339();
+        let letter = seed::dead_letter(&env.db, SOURCE, "ci", &now).await;
         until_gauge(&first, "hookgate_dead_letter_depth", SOURCE, 1.0).await;
         sqlx::query("UPDATE dead_letters SET replayed_at = now() WHERE id = $1")
             .bind(letter)

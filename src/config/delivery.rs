@@ -1,6 +1,7 @@
 //! Where events go and how hard hookgate tries: destinations, the retry policy, the worker.
 
-use super::units;
+use super::{tls, units};
+use crate::tls::TlsSettings;
 use crate::verify::standard;
 use axum::http::{HeaderName, HeaderValue};
 use serde::Deserialize;
@@ -15,11 +16,13 @@ pub struct Destination {
     /// Key for the outgoing `webhook-signature` (Standard Webhooks), when a secret is set.
     pub signing_key: Option<standard::SigningKey>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// An `https://` destination's own CA or client certificate; `None`: the public roots.
+    pub tls: Option<TlsSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// POST to this URL, giving up after the timeout.
+    /// POST to this `http://` or `https://` URL, giving up after the timeout.
     Http { url: String, timeout: Duration },
     /// XADD to this Redis stream, which the service reads with its own consumer group.
     /// Entries beyond the newest `max_len` are trimmed once every group has read and acked them.
@@ -199,6 +202,9 @@ pub(super) struct RawDestination {
     secret: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    ca_file: Option<String>,
+    client_cert: Option<String>,
+    client_key: Option<String>,
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -224,8 +230,9 @@ impl RawDestination {
                 .ok(),
             None => Some(DEFAULT_TIMEOUT),
         };
+        let tls = self.tls(key, problems);
         let target = match (self.url, self.stream) {
-            (Some(url), None) if url.starts_with("http://") => {
+            (Some(url), None) if url.starts_with("http://") || url.starts_with("https://") => {
                 if self.max_len.is_some() {
                     problems.push(format!("{key}.max_len: is for stream destinations"));
                 }
@@ -241,7 +248,7 @@ impl RawDestination {
             }
             (Some(url), None) => {
                 problems.push(format!(
-                    "{key}.url: {url:?} must start with http:// (TLS to destinations is not built in yet)"
+                    "{key}.url: {url:?} must start with http:// or https://"
                 ));
                 None
             }
@@ -288,6 +295,34 @@ impl RawDestination {
             target: target?,
             signing_key,
             headers,
+            tls,
+        })
+    }
+
+    /// The TLS keys, which only an `https://` destination takes.
+    fn tls(&self, key: &str, problems: &mut Vec<String>) -> Option<TlsSettings> {
+        if self.ca_file.is_none() && self.client_cert.is_none() && self.client_key.is_none() {
+            return None;
+        }
+        let https = self.stream.is_none()
+            && (self.url.as_deref()).is_some_and(|url| url.starts_with("https://"));
+        if !https {
+            problems.push(format!(
+                "{key}: ca_file, client_cert and client_key are for https:// URLs"
+            ));
+            return None;
+        }
+        let ca = (self.ca_file.as_deref())
+            .and_then(|path| tls::private_ca(&format!("{key}.ca_file"), path, problems));
+        let client_certificate = tls::client_certificate(
+            key,
+            self.client_cert.as_deref(),
+            self.client_key.as_deref(),
+            problems,
+        );
+        Some(TlsSettings {
+            ca,
+            client_certificate,
         })
     }
 }

@@ -7,6 +7,7 @@ mod edge;
 mod interpolate;
 mod retention;
 mod source;
+mod tls;
 mod units;
 
 pub use admin::{AdminToken, CLI_ACTOR_PREFIX, Scope};
@@ -15,6 +16,7 @@ pub use edge::{DEFAULT_MAX_CONNECTIONS, EdgeConfig};
 pub use retention::Retention;
 pub use source::{Provider, Source};
 
+use crate::tls::TlsSettings;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -43,6 +45,8 @@ pub struct Config {
     pub metrics_need_token: bool,
     /// Where dead-letter alerts are POSTed, besides the log and the metric.
     pub alert_webhook_url: Option<String>,
+    /// What the alert client trusts: the public roots, plus `alert_ca_file` if set.
+    pub alert_tls: TlsSettings,
     /// How long settled events and dead letters are kept.
     pub retention: Retention,
     pub sources: Vec<Source>,
@@ -78,6 +82,7 @@ struct RawConfig {
     #[serde(default)]
     metrics_need_token: bool,
     alert_webhook_url: Option<String>,
+    alert_ca_file: Option<String>,
     retention: Option<String>,
     dead_letter_retention: Option<String>,
     retention_interval: Option<String>,
@@ -172,14 +177,25 @@ impl RawConfig {
             &["redis", "rediss"],
         );
 
-        // Alerts go out with the same HTTP client as deliveries, which speaks plain HTTP only.
-        if let Some(url) = &self.alert_webhook_url
-            && !url.starts_with("http://")
-        {
-            problems.push(format!(
-                "alert_webhook_url: {url:?} must start with http:// (https is not supported yet)"
-            ));
-        }
+        let alert_https = match &self.alert_webhook_url {
+            Some(url) if url.starts_with("https://") => true,
+            Some(url) if url.starts_with("http://") => false,
+            Some(url) => {
+                problems.push(format!(
+                    "alert_webhook_url: {url:?} must start with http:// or https://"
+                ));
+                false
+            }
+            None => false,
+        };
+        let alert_ca = match &self.alert_ca_file {
+            Some(_) if !alert_https => {
+                problems.push("alert_ca_file: only for an https:// alert_webhook_url".to_string());
+                None
+            }
+            Some(path) => tls::private_ca("alert_ca_file", path, problems),
+            None => None,
+        };
         let database_pool_size = self.database_pool_size.unwrap_or(16);
         if !(1..=1000).contains(&database_pool_size) {
             problems.push("database_pool_size: must be between 1 and 1000".to_string());
@@ -246,6 +262,10 @@ impl RawConfig {
             admin_tokens,
             metrics_need_token: self.metrics_need_token,
             alert_webhook_url: self.alert_webhook_url,
+            alert_tls: TlsSettings {
+                ca: alert_ca,
+                client_certificate: None,
+            },
             retention,
             sources,
         })
@@ -523,7 +543,7 @@ mod tests {
             secrets = ["x"]
               [[sources.destinations]]
               name = "a"
-              url = "https://example.invalid/"
+              url = "ftp://example.invalid/"
               [[sources.destinations]]
               name = "b"
               url = "http://x/"
@@ -537,7 +557,7 @@ mod tests {
         ));
         let expected = [
             "retry.jitter: must be between 0 and 1",
-            "sources[0].destinations[0].url: \"https://example.invalid/\" must start with http://",
+            "sources[0].destinations[0].url: \"ftp://example.invalid/\" must start with http:// or https://",
             "sources[0].destinations[1]: set exactly one of url or stream",
             "sources[0].destinations[2].timeout: must be below worker.visibility_timeout",
             "sources[0].destinations[2].secret: a Standard Webhooks secret",
@@ -621,7 +641,7 @@ mod tests {
     #[test]
     fn alert_settings_are_validated() {
         let found = problems(&format!(
-            r#"alert_webhook_url = "https://alerts.example/hook"
+            r#"alert_webhook_url = "ftp://alerts.example/hook"
             {BASE}
             [[sources]]
             name = "s"
@@ -631,7 +651,7 @@ mod tests {
             "#
         ));
         for e in [
-            "alert_webhook_url: \"https://alerts.example/hook\" must start with http://",
+            "alert_webhook_url: \"ftp://alerts.example/hook\" must start with http:// or https://",
             "sources[0].dead_letter_alert: must be at least 1",
         ] {
             assert!(

@@ -31,10 +31,12 @@ impl Alerts {
             .filter_map(|s| Some((s.name.clone(), s.dead_letter_alert?)))
             .collect();
         let webhook = config.alert_webhook_url.clone().map(|url| {
-            let client = reqwest::Client::builder()
+            let client = config
+                .alert_tls
+                .client_builder()
                 .timeout(NOTIFY_TIMEOUT)
                 .build()
-                .expect("a plain HTTP client builds");
+                .expect("a client with TLS settings validated at load builds");
             (url, client)
         });
         Self {

@@ -1,10 +1,13 @@
 //! One attempt at one destination.
 
-use crate::config::{Destination, Target};
+use super::trace;
+use crate::config::{Config, Destination, Target};
 use crate::queue::stream::Streams;
 use crate::redact;
 use crate::store::deliveries::{ClaimedEvent, FailureKind};
+use crate::tls::{self, TlsSettings};
 use axum::http::{StatusCode, header};
+use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How much of a refusing destination's answer is kept as the attempt's error text.
@@ -25,20 +28,37 @@ pub struct Response {
 }
 
 pub struct Deliverer {
-    http: reqwest::Client,
+    /// For the destinations without TLS settings of their own.
+    shared: reqwest::Client,
+    /// Per source, per destination: one client each for those with their own CA or client
+    /// certificate, built at start, so each keeps its own pool of connections.
+    own: HashMap<String, HashMap<String, reqwest::Client>>,
     streams: Streams,
 }
 
 impl Deliverer {
-    pub fn new(streams: Streams) -> Self {
-        // A redirect is not followed: reqwest would turn the POST into a body-less GET, and
-        // send the signature and custom headers to wherever the destination pointed.
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("an HTTP client without TLS always builds");
-        Self { http, streams }
+    pub fn new(config: &Config, streams: Streams) -> Self {
+        let mut own: HashMap<String, HashMap<String, reqwest::Client>> = HashMap::new();
+        for source in &config.sources {
+            for destination in &source.destinations {
+                if let Some(tls) = &destination.tls {
+                    own.entry(source.name.clone())
+                        .or_default()
+                        .insert(destination.name.clone(), http_client(tls));
+                }
+            }
+        }
+        Self {
+            shared: http_client(&TlsSettings::default()),
+            own,
+            streams,
+        }
+    }
+
+    fn client(&self, source: &str, destination: &str) -> &reqwest::Client {
+        (self.own.get(source))
+            .and_then(|clients| clients.get(destination))
+            .unwrap_or(&self.shared)
     }
 
     /// The idempotency key a destination sees: the same for every attempt of this delivery.
@@ -82,7 +102,7 @@ impl Deliverer {
             .map(|d| d.as_secs() as i64)
             .unwrap_or_default();
         let mut request = self
-            .http
+            .client(source, &destination.name)
             .post(url)
             .timeout(timeout)
             .header(
@@ -95,7 +115,8 @@ impl Deliverer {
             .header("webhook-id", id)
             .header("webhook-timestamp", timestamp)
             .header("hookgate-source", source)
-            .header("hookgate-attempt", attempt);
+            .header("hookgate-attempt", attempt)
+            .header("traceparent", trace::traceparent(event.event_id));
         if let Some(key) = &destination.signing_key {
             request = request.header("webhook-signature", key.sign(id, timestamp, &event.payload));
         }
@@ -148,9 +169,14 @@ impl Deliverer {
                     FailureKind::Connection
                 };
                 // reqwest names the URL in its errors, credentials and query included.
+                let error = error.without_url();
+                let text = match tls::refusal(&error) {
+                    Some(words) => format!("{words} ({})", error_chain(&error)),
+                    None => error_chain(&error),
+                };
                 Response {
                     status_code: None,
-                    failure: Some((kind, error_chain(&error.without_url()))),
+                    failure: Some((kind, text)),
                     retry_after: None,
                     duration: Duration::ZERO,
                 }
@@ -184,6 +210,17 @@ impl Deliverer {
             duration: Duration::ZERO,
         }
     }
+}
+
+/// A client for destinations with these TLS settings.
+fn http_client(tls: &TlsSettings) -> reqwest::Client {
+    // A redirect is not followed: reqwest would turn the POST into a body-less GET, and
+    // send the signature and custom headers to wherever the destination pointed.
+    tls.client_builder()
+        .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client with TLS settings validated at load builds")
 }
 
 /// Where a redirect pointed, resolved against the request's URL and redacted.

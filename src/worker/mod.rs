@@ -6,6 +6,7 @@ mod commit;
 mod deliver;
 mod reclaim;
 mod record;
+mod trace;
 
 pub use deliver::Deliverer;
 
@@ -70,7 +71,7 @@ impl Worker {
         let worker = Arc::new(Self {
             consumer,
             permits: Arc::new(Semaphore::new(config.worker.concurrency)),
-            deliverer: Deliverer::new(streams.clone()),
+            deliverer: Deliverer::new(&config, streams.clone()),
             committer: Committer::spawn(store.clone(), streams.clone()),
             config,
             store,
@@ -281,7 +282,7 @@ impl Worker {
         };
         metrics::counter!("hookgate_deliveries_total", "source" => source.name.clone(), "destination" => destination.name.clone(), "outcome" => outcome).increment(1);
         if let Some((kind, error)) = &response.failure {
-            tracing::info!(event = %event.event_id, destination = %destination.name, attempt = claimed.attempt, kind = kind.as_str(), %error, ?next, "delivery failed");
+            tracing::info!(event = %event.event_id, trace_id = %trace::trace_id(event.event_id), destination = %destination.name, attempt = claimed.attempt, kind = kind.as_str(), %error, ?next, "delivery failed");
         }
         Attempt {
             destination: claimed.destination.clone(),

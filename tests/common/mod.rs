@@ -10,6 +10,7 @@ pub mod raw;
 pub mod seed;
 pub mod sign;
 pub mod sink;
+pub mod tls;
 pub mod tokens;
 
 use hookgate::app::{Gateway, Roles};
