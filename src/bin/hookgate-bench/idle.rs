@@ -4,7 +4,9 @@
 //! an empty schema.
 //!
 //! Each scenario has its own schema of the bench database and its own key prefix, both
-//! removed at the end. Seeded deliveries are either *queued* (due, `requeue_at` NULL: on a
+//! removed at the end. The prefix is `<prefix>-idle-<id>-<scenario>`, beside `<prefix>:` rather
+//! than under it, so that the other commands' reset (every `<prefix>:*` key) run meanwhile by
+//! someone else cannot delete its epoch, which would look like Redis data loss. Seeded deliveries are either *queued* (due, `requeue_at` NULL: on a
 //! stream as far as Postgres knows) or *waiting for a retry* (due in an hour); each source's
 //! epoch is recorded in Postgres and Redis alike, so the scheduler sees no Redis data loss and
 //! recovers nothing. No delivery is due for a worker, so the destination is never called.
@@ -15,7 +17,8 @@
 //!   `pg_stat_activity` every second (the leader's lock session included);
 //! - short sessions: a standby opens a session per campaign that lives a few milliseconds,
 //!   too short to be seen in `pg_stat_activity`. They are counted (`sessions` of
-//!   `pg_stat_database`: only the bench uses its database) and charged at the CPU one such
+//!   `pg_stat_database`, so the database should be one only this command uses: sessions of
+//!   other applications seen in it during the window are reported) and charged at the CPU one such
 //!   session costs, measured before the rounds by opening sessions like it (connect, `SET`,
 //!   `pg_try_advisory_lock` on another key, close) and reading each backend's CPU time from
 //!   `/proc/<pid>/schedstat` just before it closes (the postmaster's fork is not in it);
@@ -28,11 +31,13 @@ use crate::gateway::{self, Gateway, GatewayError, Role, Setup};
 use crate::report::median;
 use serde::Serialize;
 use sqlx::PgPool;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// The destination of the spawned source: nothing listens on the discard port.
 const NOWHERE: &str = "http://127.0.0.1:9/never-called";
+/// The application name of the bench's own connections, which are not the cluster's.
+const MONITOR: &str = "hookgate-idle-bench-monitor";
 /// Rows seeded per statement.
 const CHUNK: u64 = 250_000;
 
@@ -103,6 +108,9 @@ pub struct IdleRun {
     pub backends_pct: f64,
     /// Sessions opened in the bench database during the window (the cluster's short ones).
     pub sessions_opened: i64,
+    /// Backends of other applications seen in the database during the window: when not 0,
+    /// `sessions_opened` may count theirs too.
+    pub foreign_backends: usize,
     /// Those sessions at the measured cost of one.
     pub short_sessions_pct: f64,
     /// The postmaster and every backend that ended in the window, anyone's: not in the totals.
@@ -115,6 +123,8 @@ pub struct IdleRun {
     pub total_pct: f64,
     /// WARN/ERROR lines in the processes' logs.
     pub warnings: usize,
+    /// The first of them.
+    pub warning_lines: Vec<String>,
 }
 
 impl IdleRun {
@@ -123,7 +133,7 @@ impl IdleRun {
             .map(|p| format!("{} {:.2}", p.role, p.cpu_pct))
             .collect();
         eprintln!(
-            "idle {} (round {}): hookgate {:.2} % [{}]; {} backends {:.2} %; {} short sessions {:.2} %; redis {}; own {:.2} %, total {:.2} % of a core (ended backends of anyone and postmaster {}); {} warnings",
+            "idle {} (round {}): hookgate {:.2} % [{}]; {} backends {:.2} %; {} short sessions {:.2} %; redis {}; own {:.2} %, total {:.2} % of a core (ended backends of anyone and postmaster {}); {} foreign backends; {} warnings",
             self.scenario,
             self.round,
             self.hookgate_pct,
@@ -136,8 +146,12 @@ impl IdleRun {
             self.own_pct,
             self.total_pct,
             pct(self.ended_backends_pct),
+            self.foreign_backends,
             self.warnings,
         );
+        for line in &self.warning_lines {
+            eprintln!("  {line}");
+        }
     }
 }
 
@@ -240,7 +254,7 @@ pub async fn run(base: &Setup, plan: &IdlePlan) -> Result<IdleReport, IdleError>
     let scenario = |name: &'static str, deliveries: u64, dead_letters: u64| {
         let schema = format!("hgbench_idle_{id}_{name}");
         let application_name = format!("hookgate-idle-bench-{id}-{name}");
-        let prefix = format!("{}:idle-{id}-{name}", base.prefix);
+        let prefix = format!("{}-idle-{id}-{name}", base.prefix);
         Scenario {
             name,
             setup: base.in_schema(&schema, &application_name, &prefix),
@@ -254,7 +268,8 @@ pub async fn run(base: &Setup, plan: &IdlePlan) -> Result<IdleReport, IdleError>
         scenario("none", 0, 0),
         scenario("backlog", plan.deliveries, plan.dead_letters),
     ];
-    let admin = PgPool::connect(&base.database_url).await?;
+    let options: sqlx::postgres::PgConnectOptions = base.database_url.parse()?;
+    let admin = PgPool::connect_with(options.application_name(MONITOR)).await?;
     let result = measure_all(&admin, &scenarios, plan).await;
     if plan.keep {
         for s in &scenarios {
@@ -295,11 +310,7 @@ async fn measure_all(
             .await?;
         s.setup.migrate().await?;
         // The bench's own connection, under another name than the cluster's.
-        let url = gateway::url_in_schema(
-            &base_url(&s.setup.database_url),
-            &s.schema,
-            "hookgate-idle-bench-monitor",
-        );
+        let url = gateway::url_in_schema(&base_url(&s.setup.database_url), &s.schema, MONITOR);
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
             .connect(&url)
@@ -329,11 +340,11 @@ async fn measure_all(
             let measured = measure(&cluster, monitor, s, redis_pid, clock, plan.window).await;
             // Roles are read before any process stops: a standby takes over within a second.
             let mut hookgate = Vec::new();
-            let mut warnings = 0;
+            let mut warnings = Vec::new();
             for gateway in &cluster {
                 let leads = gateway.metric(&client, "hookgate_leader").await == Some(1.0);
                 let role = if leads { "leader" } else { "standby" };
-                warnings += gateway.problems().len();
+                warnings.extend(gateway.problems());
                 hookgate.push((role, gateway.pid().unwrap_or_default()));
             }
             for gateway in cluster {
@@ -624,6 +635,8 @@ struct Cpu {
     backends: Tracker,
     ended: Option<u64>,
     sessions_opened: i64,
+    /// Backends of other applications in the database.
+    foreign: HashSet<u32>,
     redis: Option<u64>,
 }
 
@@ -633,7 +646,7 @@ impl Cpu {
         s: &Scenario,
         round: usize,
         roles: Vec<(&'static str, u32)>,
-        warnings: usize,
+        warnings: Vec<String>,
         session_cost_s: f64,
     ) -> IdleRun {
         let pct = |ticks: u64| percent_of_core(ticks, self.clock, self.window_s);
@@ -668,18 +681,31 @@ impl Cpu {
             redis_pct,
             own_pct,
             total_pct: own_pct + redis_pct.unwrap_or(0.0),
-            warnings,
+            foreign_backends: self.foreign.len(),
+            warnings: warnings.len(),
+            warning_lines: warnings.into_iter().take(10).collect(),
         }
     }
 }
 
-async fn backend_pids(monitor: &PgPool, application_name: &str) -> Result<Vec<u32>, IdleError> {
-    let pids: Vec<i32> =
-        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
-            .bind(application_name)
-            .fetch_all(monitor)
-            .await?;
-    Ok(pids.into_iter().map(|p| p as u32).collect())
+/// The backends of `application_name`, and those of other applications in the same database
+/// (the bench's own monitor aside).
+async fn backend_pids(
+    monitor: &PgPool,
+    application_name: &str,
+) -> Result<(Vec<u32>, Vec<u32>), IdleError> {
+    let rows: Vec<(i32, bool)> = sqlx::query_as(
+        "SELECT pid, application_name = $1 FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name <> $2
+           AND (application_name = $1 OR backend_type = 'client backend')",
+    )
+    .bind(application_name)
+    .bind(MONITOR)
+    .fetch_all(monitor)
+    .await?;
+    let (own, foreign): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(_, own)| *own);
+    let pids = |rows: Vec<(i32, bool)>| rows.into_iter().map(|(p, _)| p as u32).collect();
+    Ok((pids(own), pids(foreign)))
 }
 
 async fn sessions(monitor: &PgPool) -> Result<i64, IdleError> {
@@ -710,7 +736,8 @@ async fn measure(
     let pids: Vec<u32> = cluster.iter().filter_map(Gateway::pid).collect();
     let mut hookgate = Tracker::default();
     let mut backends = Tracker::default();
-    let backend_list = backend_pids(monitor, &s.application_name).await?;
+    let (backend_list, foreign_list) = backend_pids(monitor, &s.application_name).await?;
+    let mut foreign: HashSet<u32> = foreign_list.into_iter().collect();
     let postmaster = backend_list.first().and_then(|&pid| parent(pid));
     let sessions_before = sessions(monitor).await?;
     let started = Instant::now();
@@ -734,11 +761,13 @@ async fn measure(
         for &pid in &pids {
             hookgate.observe(pid, ticks(pid).ok_or(IdleError::Gone(pid))?.own);
         }
-        for pid in backend_pids(monitor, &s.application_name).await? {
+        let (own, others) = backend_pids(monitor, &s.application_name).await?;
+        for pid in own {
             if let Some(t) = ticks(pid) {
                 backends.observe(pid, t.own);
             }
         }
+        foreign.extend(others);
         if last {
             break;
         }
@@ -762,6 +791,7 @@ async fn measure(
         backends,
         ended,
         sessions_opened,
+        foreign,
         redis,
     })
 }
@@ -921,12 +951,14 @@ mod tests {
             backends: 3,
             backends_pct: 0.5,
             sessions_opened: 60,
+            foreign_backends: 0,
             short_sessions_pct: 0.1,
             ended_backends_pct: None,
             redis_pct: Some(0.2),
             own_pct: leader + 0.6,
             total_pct: total,
             warnings: 0,
+            warning_lines: Vec::new(),
         };
         let runs = [run(1.0, 3.0), run(3.0, 9.0), run(2.0, 4.0)];
         let summary = IdleSummary::of(&runs.iter().collect::<Vec<_>>()).unwrap();

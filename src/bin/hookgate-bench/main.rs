@@ -105,7 +105,8 @@ struct Backends {
     database_url: String,
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
-    /// Every Redis key the bench or its gateways touch starts with `<prefix>:`.
+    /// Every Redis key the bench or its gateways touch starts with `<prefix>:` (`idle`:
+    /// `<prefix>-idle-`).
     #[arg(long, default_value = "hgbench")]
     prefix: String,
 }
