@@ -75,6 +75,8 @@ pub struct Gateway {
     child: Child,
     role: Role,
     pub listen: SocketAddr,
+    /// Where its admin API and `/metrics` answer.
+    pub admin: SocketAddr,
     pub log: PathBuf,
     dir: PathBuf,
     peak_rss: Arc<AtomicU64>,
@@ -180,6 +182,7 @@ impl Setup {
             child,
             role,
             listen,
+            admin,
             log,
             dir,
             peak_rss,
@@ -239,38 +242,67 @@ impl Setup {
             .execute(&pool)
             .await?;
         pool.close().await;
-        let mut conn = redis::Client::open(self.redis_url.as_str())?
-            .get_multiplexed_async_connection()
-            .await?;
-        // SCAN, not KEYS: the Redis is shared and KEYS would block everyone else's commands.
-        let pattern = format!("{}:*", self.prefix);
-        let mut cursor = 0_u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            if !keys.is_empty() {
-                redis::cmd("DEL")
-                    .arg(&keys)
-                    .query_async::<()>(&mut conn)
-                    .await?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
+        delete_keys(&self.redis_url, &self.prefix).await
+    }
+
+    /// The same setup with its own schema of the database (created by the caller), so its
+    /// tables are private, and its own key prefix. Its connections carry `application_name`,
+    /// so they can be found in `pg_stat_activity`.
+    pub fn in_schema(&self, schema: &str, application_name: &str, prefix: &str) -> Self {
+        Self {
+            database_url: url_in_schema(&self.database_url, schema, application_name),
+            prefix: prefix.to_string(),
+            ..self.clone()
         }
+    }
+}
+
+/// `base` whose connections see only `schema` and carry `application_name`.
+pub fn url_in_schema(base: &str, schema: &str, application_name: &str) -> String {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}&application_name={application_name}")
+}
+
+/// Deletes every Redis key under `<prefix>:`.
+pub async fn delete_keys(redis_url: &str, prefix: &str) -> Result<(), GatewayError> {
+    let mut conn = redis::Client::open(redis_url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    // SCAN, not KEYS: the Redis is shared and KEYS would block everyone else's commands.
+    let pattern = format!("{prefix}:*");
+    let mut cursor = 0_u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(&keys)
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
     }
 }
 
 impl Gateway {
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// The value of an unlabelled metric in the gateway's `/metrics`, if it shows one.
+    pub async fn metric(&self, client: &reqwest::Client, name: &str) -> Option<f64> {
+        let url = format!("http://{}/metrics", self.admin);
+        let text = client.get(url).send().await.ok()?.text().await.ok()?;
+        metric_value(&text, name)
     }
 
     async fn wait_ready(&mut self, within: Duration) -> Result<(), GatewayError> {
@@ -359,6 +391,17 @@ async fn sample_rss(pid: u32, peak: Arc<AtomicU64>) {
     }
 }
 
+/// The value of the unlabelled sample `name` in a Prometheus text exposition.
+fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// A `kB` field of /proc/<pid>/status.
 fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -369,4 +412,30 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unlabelled_metric_is_read_and_a_longer_name_is_not_taken_for_it() {
+        let text = "# TYPE hookgate_leader gauge\nhookgate_leader_changes 3\nhookgate_leader 1\n\
+                    hookgate_requeued_total{source=\"a\"} 2\n";
+        assert_eq!(metric_value(text, "hookgate_leader"), Some(1.0));
+        assert_eq!(metric_value(text, "hookgate_requeued_total"), None);
+        assert_eq!(metric_value("", "hookgate_leader"), None);
+    }
+
+    #[test]
+    fn a_schema_url_keeps_the_query_it_had() {
+        assert_eq!(
+            url_in_schema("postgres://h/db", "s1", "app"),
+            "postgres://h/db?options=-c%20search_path%3Ds1&application_name=app"
+        );
+        assert_eq!(
+            url_in_schema("postgres://h/db?sslmode=disable", "s1", "app"),
+            "postgres://h/db?sslmode=disable&options=-c%20search_path%3Ds1&application_name=app"
+        );
+    }
 }

@@ -3,13 +3,15 @@
 //! - `ingest`: pre-signed webhooks against a running gateway, closed or open loop;
 //! - `floor`: what Postgres and Redis alone do for the same rows, on private tables and keys;
 //! - `e2e`: delivery latency and worker throughput through a built-in sink;
-//! - `suite`: floor and ingest against gateways it starts itself, with ratios and medians.
+//! - `suite`: floor and ingest against gateways it starts itself, with ratios and medians;
+//! - `idle`: the CPU an idle cluster spends while a seeded backlog waits, and with none.
 //!
 //! Human-readable progress goes to stderr; `--json` prints the full report on stdout.
 
 mod e2e;
 mod floor;
 mod gateway;
+mod idle;
 mod load;
 mod report;
 mod sign;
@@ -41,6 +43,8 @@ enum Command {
     E2e(E2eArgs),
     /// Floor and ingest against gateways it spawns, repeated, with medians and ratios.
     Suite(SuiteArgs),
+    /// CPU of an idle `hookgate run` cluster over a seeded backlog, and over none (spawns it).
+    Idle(IdleArgs),
 }
 
 #[derive(Args)]
@@ -101,7 +105,8 @@ struct Backends {
     database_url: String,
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
-    /// Every Redis key the bench or its gateways touch starts with `<prefix>:`.
+    /// Every Redis key the bench or its gateways touch starts with `<prefix>:` (`idle`:
+    /// `<prefix>-idle-`).
     #[arg(long, default_value = "hgbench")]
     prefix: String,
 }
@@ -190,6 +195,42 @@ struct SuiteArgs {
     batch: usize,
 }
 
+#[derive(Args)]
+struct IdleArgs {
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    /// Pending deliveries seeded for the backlog (one event each).
+    #[arg(long, default_value_t = 1_000_000)]
+    deliveries: u64,
+    /// The share of them waiting for a retry in an hour; the rest are queued (due).
+    #[arg(long, default_value_t = 0.5)]
+    retry_share: f64,
+    /// Open dead letters seeded for the backlog.
+    #[arg(long, default_value_t = 100_000)]
+    dead_letters: u64,
+    /// Payload size of the seeded events.
+    #[arg(long, default_value = "1KiB", value_parser = parse_size)]
+    size: usize,
+    /// `hookgate run` processes: one leads, the others stand by.
+    #[arg(long, default_value_t = 2)]
+    processes: usize,
+    /// Worker concurrency of each process (hookgate's default is 16).
+    #[arg(long, default_value_t = 16)]
+    workers: usize,
+    /// Seconds between a leader being elected and the window.
+    #[arg(long, default_value_t = 10)]
+    warmup_seconds: u64,
+    /// Seconds of each measurement.
+    #[arg(long, default_value_t = 60)]
+    window_seconds: u64,
+    /// Rounds, each measuring the backlog and the empty cluster; medians are reported.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Keep the schemas and Redis keys afterwards (named on stderr), e.g. for EXPLAIN.
+    #[arg(long)]
+    keep: bool,
+}
+
 fn parse_preset(name: &str) -> Result<Preset, String> {
     Preset::parse(name).ok_or_else(|| {
         format!("unknown preset {name:?} (github, stripe, standard, shopify, slack, hmac)")
@@ -269,6 +310,27 @@ async fn main() -> anyhow::Result<()> {
             let report = suite::run(&args.gateway.setup(), &plan)
                 .await
                 .context("suite")?;
+            report.print();
+            if cli.json {
+                print_json(&report)?;
+            }
+        }
+        Command::Idle(args) => {
+            let plan = idle::IdlePlan {
+                deliveries: args.deliveries,
+                retry_share: args.retry_share,
+                dead_letters: args.dead_letters,
+                size: args.size,
+                processes: args.processes,
+                workers: args.workers,
+                warmup: std::time::Duration::from_secs(args.warmup_seconds),
+                window: std::time::Duration::from_secs(args.window_seconds.max(1)),
+                repeat: args.repeat.max(1),
+                keep: args.keep,
+            };
+            let report = idle::run(&args.gateway.setup(), &plan)
+                .await
+                .context("idle")?;
             report.print();
             if cli.json {
                 print_json(&report)?;
