@@ -181,3 +181,56 @@ async fn until_leading(gateway: &Running) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Source `github` delivering to `sink` as each of `destinations`.
+fn routed(sink: &Sink, destinations: &[&str]) -> String {
+    let mut text = format!(
+        r#"
+        [[sources]]
+        name = "github"
+        provider = "github"
+        secrets = ["{SECRET}"]
+        "#
+    );
+    for name in destinations {
+        text += &format!(
+            "\n  [[sources.destinations]]\n  name = \"{name}\"\n  url = \"{}\"\n",
+            sink.url
+        );
+    }
+    text
+}
+
+/// A leader sweeps for deliveries whose route is gone only when a route went since the last
+/// leader ran (the sweep reads every pending delivery): here `old` went, and a delivery to it
+/// that is not due for an hour, which only the sweep can find, is dead-lettered at once.
+#[tokio::test]
+async fn a_new_leader_sweeps_the_deliveries_of_a_route_removed_since_the_last_one() {
+    let env = TestEnv::new().await;
+    let sink = Sink::start().await;
+    let before = Running::start(env.config(&routed(&sink, &["billing", "old"]))).await;
+    until_leading(&before).await;
+    env.wait_for_count("SELECT count(*) FROM configured_routes", 2)
+        .await;
+    before.stop().await;
+    let waiting = common::seed::pending_delivery(&env.db, "github", "old").await;
+    sqlx::query(
+        "UPDATE deliveries SET next_attempt_at = now() + interval '1 hour',
+             requeue_at = now() + interval '1 hour'
+         WHERE event_id = $1",
+    )
+    .bind(waiting)
+    .execute(&env.db)
+    .await
+    .unwrap();
+
+    let after = Running::start(env.config(&routed(&sink, &["billing"]))).await;
+    env.wait_for_count(
+        "SELECT count(*) FROM dead_letters WHERE destination = 'old' AND failure_kind = 'pipeline'",
+        1,
+    )
+    .await;
+    env.wait_for_count("SELECT count(*) FROM configured_routes", 1)
+        .await;
+    after.stop().await;
+}

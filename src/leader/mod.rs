@@ -14,6 +14,7 @@ mod upkeep;
 use crate::config::Config;
 use crate::queue::stream::Streams;
 use crate::store::Store;
+use crate::store::leader::Session;
 use crate::store::routes::Routes;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,19 +50,34 @@ async fn campaign(duties: Arc<Duties>, leading: watch::Sender<bool>, shutdown: C
     let mut tick = tokio::time::interval(CAMPAIGN);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     metrics::gauge!("hookgate_leader").set(0.0);
+    // Kept between tries: a standby asks on the same session every second.
+    let mut standing: Option<Session> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        let mut lock = match duties.store.try_lead().await {
-            Ok(Some(lock)) => lock,
-            Ok(None) => continue,
+        let mut session = match standing.take() {
+            Some(session) => session,
+            None => match duties.store.leader_session().await {
+                Ok(session) => session,
+                Err(error) => {
+                    tracing::debug!(%error, "cannot campaign for leadership");
+                    continue;
+                }
+            },
+        };
+        match session.try_lead().await {
+            Ok(true) => {}
+            Ok(false) => {
+                standing = Some(session);
+                continue;
+            }
             Err(error) => {
                 tracing::debug!(%error, "cannot campaign for leadership");
                 continue;
             }
-        };
+        }
         tracing::info!("leading the background work");
         metrics::gauge!("hookgate_leader").set(1.0);
         leading.send_replace(true);
@@ -72,7 +88,7 @@ async fn campaign(duties: Arc<Duties>, leading: watch::Sender<bool>, shutdown: C
                 _ = tick.tick() => {}
                 () = shutdown.cancelled() => break,
             }
-            if !lock.confirm(CONFIRM_WITHIN).await {
+            if !session.confirm(CONFIRM_WITHIN).await {
                 tracing::warn!("lost the leader's lock; standing by");
                 break;
             }
@@ -81,7 +97,7 @@ async fn campaign(duties: Arc<Duties>, leading: watch::Sender<bool>, shutdown: C
         let _ = work.await;
         metrics::gauge!("hookgate_leader").set(0.0);
         leading.send_replace(false);
-        lock.release().await;
+        session.close().await;
         if shutdown.is_cancelled() {
             return;
         }

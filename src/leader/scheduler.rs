@@ -43,15 +43,17 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut unrouted_left = true;
+    // Deliveries whose route is gone are looked for when a route went since the last leader
+    // ran, and whenever a due one shows up.
+    let mut sweep = Some(Sweep::IfRoutesRemoved);
     let mut epochs = Epochs::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        if unrouted_left {
-            unrouted_left = !bury_unrouted(&store, &routes).await;
+        if let Some(kind) = sweep {
+            sweep = (!bury_unrouted(&store, &routes, kind).await).then_some(kind);
         }
         for source in &sources {
             if let Err(error) = epochs.tick(&store, &streams, source).await {
@@ -61,7 +63,9 @@ pub async fn run(
         for _ in 0..MAX_PAGES {
             match requeue_page(&store, &streams, &routes).await {
                 Ok(page) => {
-                    unrouted_left |= page.unrouted;
+                    if page.unrouted {
+                        sweep = Some(Sweep::Now);
+                    }
                     // Unrouted rows stay at the page's head until buried next tick.
                     if !page.full || page.unrouted {
                         break;
@@ -126,9 +130,25 @@ fn event_ids(rows: &[&Requeue]) -> Vec<Uuid> {
     ids
 }
 
+/// When to sweep for deliveries whose route is gone.
+#[derive(Debug, Clone, Copy)]
+enum Sweep {
+    IfRoutesRemoved,
+    Now,
+}
+
 /// Dead-letters the deliveries that can never be made. Returns whether that is done.
-async fn bury_unrouted(store: &Store, routes: &Routes) -> bool {
-    match store.bury_unrouted(routes).await {
+async fn bury_unrouted(store: &Store, routes: &Routes, sweep: Sweep) -> bool {
+    let swept = async {
+        let rows = match sweep {
+            Sweep::IfRoutesRemoved if !store.routes_removed(routes).await? => Vec::new(),
+            _ => store.bury_unrouted(routes).await?,
+        };
+        // Routes added count too: one of them removed later must be noticed.
+        store.record_routes(routes).await?;
+        Ok::<_, StoreError>(rows)
+    };
+    match swept.await {
         Ok(rows) => {
             buried(&rows);
             true

@@ -12,17 +12,18 @@ const LOCK_CLASS: i32 = 0x686b_676c;
 
 /// Postgres ends a leader's session that stays silent this long (a machine that vanished
 /// without closing its connections), freeing the lock for a standby. The leader speaks far
-/// more often: see [`Lock::confirm`].
+/// more often: see [`Session::confirm`].
 const SILENT_SESSION: Duration = Duration::from_secs(10);
 
-/// The held lock. Dropping it closes the session, which releases it.
-pub struct Lock {
+/// A session of the leader's own: a standby tries for the lock on it every second, and the
+/// leader holds the lock on it. Dropping it closes the session, which releases the lock.
+pub struct Session {
     conn: PgConnection,
 }
 
 impl Store {
-    /// Takes the leader's lock if no other session holds it.
-    pub async fn try_lead(&self) -> Result<Option<Lock>, StoreError> {
+    /// Opens a session for the election, outside the pools.
+    pub async fn leader_session(&self) -> Result<Session, StoreError> {
         let mut conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
         // Postgres before 14 knows no idle_session_timeout; a lock held by a vanished machine
         // is then freed only when the server's TCP keepalive gives up on it.
@@ -33,24 +34,29 @@ impl Store {
         {
             tracing::debug!(%error, "idle_session_timeout not set");
         }
-        let locked: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
-                .bind(LOCK_CLASS)
-                .fetch_one(&mut conn)
-                .await?;
-        Ok(locked.then_some(Lock { conn }))
+        Ok(Session { conn })
     }
 }
 
-impl Lock {
-    /// Whether the lock is still held: its session still answers within `within`.
+impl Session {
+    /// Takes the leader's lock if no other session holds it.
+    pub async fn try_lead(&mut self) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
+                .bind(LOCK_CLASS)
+                .fetch_one(&mut self.conn)
+                .await?,
+        )
+    }
+
+    /// Whether the lock is still held: the session still answers within `within`.
     pub async fn confirm(&mut self, within: Duration) -> bool {
         let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut self.conn);
         matches!(tokio::time::timeout(within, ping).await, Ok(Ok(1)))
     }
 
-    /// Gives the lock up at once, for a leader that stops.
-    pub async fn release(self) {
+    /// Ends the session, and with it the lock, at once.
+    pub async fn close(self) {
         let _ = self.conn.close().await;
     }
 }

@@ -1,5 +1,6 @@
 //! Where deliveries can go: the configured sources and destinations.
 
+use super::{Store, StoreError};
 use crate::config::Config;
 use std::collections::{HashMap, HashSet};
 
@@ -55,4 +56,41 @@ impl Routes {
 /// Why a delivery whose source or destination left the configuration is dead-lettered.
 pub fn unrouted(source: &str, destination: &str) -> String {
     format!("destination {source}/{destination} is no longer configured")
+}
+
+impl Store {
+    /// Whether a route the leader last ran with is not among `routes` (or none was recorded):
+    /// deliveries may wait for a destination no longer configured.
+    pub async fn routes_removed(&self, routes: &Routes) -> Result<bool, StoreError> {
+        let (sources, destinations) = routes.columns();
+        Ok(sqlx::query_scalar(
+            "SELECT NOT EXISTS (SELECT 1 FROM configured_routes)
+                 OR EXISTS (SELECT 1 FROM configured_routes
+                            WHERE (source, destination) NOT IN
+                                  (SELECT * FROM unnest($1::text[], $2::text[])))",
+        )
+        .bind(&sources)
+        .bind(&destinations)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Records `routes` as the ones the leader runs with.
+    pub async fn record_routes(&self, routes: &Routes) -> Result<(), StoreError> {
+        let (sources, destinations) = routes.columns();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM configured_routes")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO configured_routes (source, destination)
+             SELECT * FROM unnest($1::text[], $2::text[])",
+        )
+        .bind(&sources)
+        .bind(&destinations)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }
