@@ -132,7 +132,7 @@ async fn measure(
     .await?;
 
     // The single-row statement hookgate ran per webhook before micro-batching (commit 747703b):
-    // the event and its delivery row, on the private tables.
+    // the event and its delivery row, on private tables shaped like hookgate's now.
     let sql = "WITH ins AS (
              INSERT INTO hgbench_floor_events (id, source, external_id, payload, headers, status)
              VALUES ($1, $2, $3, $4, $5,
@@ -140,8 +140,10 @@ async fn measure(
              ON CONFLICT (source, external_id) DO NOTHING
              RETURNING id, received_at
          ), deliveries AS (
-             INSERT INTO hgbench_floor_deliveries (event_id, destination, max_attempts, next_attempt_at)
-             SELECT ins.id, d, $7, ins.received_at FROM ins, unnest($6::text[]) AS d
+             INSERT INTO hgbench_floor_deliveries
+                 (event_id, destination, max_attempts, next_attempt_at, requeue_at, requeue_check)
+             SELECT ins.id, d, $7, ins.received_at, ins.received_at + interval '10 seconds', true
+             FROM ins, unnest($6::text[]) AS d
          )
          SELECT id FROM ins";
     let (p, h) = (pool.clone(), headers.clone());
@@ -328,12 +330,18 @@ async fn create_tables(pool: &PgPool) -> Result<(), sqlx::Error> {
     )
     .execute(pool)
     .await?;
-    // Like events_received of migrations/0003, which every hookgate insert maintains too.
-    sqlx::query(
-        "CREATE INDEX hgbench_floor_events_received ON hgbench_floor_events (received_at DESC, id DESC)"
-    )
-    .execute(pool)
-    .await?;
+    // Like the indexes on events of migrations 0003, 0005 and 0007, which every hookgate
+    // insert maintains too.
+    for index in [
+        "hgbench_floor_events_received ON hgbench_floor_events (received_at DESC, id DESC)",
+        "hgbench_floor_events_status ON hgbench_floor_events (status, received_at DESC, id DESC)",
+        "hgbench_floor_events_source ON hgbench_floor_events (source, received_at DESC, id DESC)",
+        "hgbench_floor_events_external ON hgbench_floor_events (external_id)",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE INDEX {index}")))
+            .execute(pool)
+            .await?;
+    }
     sqlx::query(
         "CREATE TABLE hgbench_floor_deliveries (
              event_id         uuid        NOT NULL REFERENCES hgbench_floor_events (id) ON DELETE CASCADE,
@@ -351,14 +359,23 @@ async fn create_tables(pool: &PgPool) -> Result<(), sqlx::Error> {
              last_status      integer,
              last_error       text,
              delivered_at     timestamptz,
+             requeue_at       timestamptz,
+             requeue_check    boolean     NOT NULL DEFAULT false,
              PRIMARY KEY (event_id, destination)
          )"
     )
     .execute(pool)
     .await?;
+    // The partial indexes hookgate's deliveries carry (migrations 0008 and 0011).
     sqlx::query(
-        "CREATE INDEX hgbench_floor_deliveries_due ON hgbench_floor_deliveries (next_attempt_at, event_id)
-         WHERE state = 'pending'"
+        "CREATE INDEX hgbench_floor_deliveries_pending ON hgbench_floor_deliveries (event_id)
+         WHERE state = 'pending'",
+    )
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "CREATE INDEX hgbench_floor_deliveries_requeue ON hgbench_floor_deliveries (requeue_at)
+         WHERE state = 'pending' AND requeue_at IS NOT NULL",
     )
     .execute(pool)
     .await?;
