@@ -432,6 +432,13 @@ async fn seed(pool: &PgPool, s: &Scenario, plan: &IdlePlan) -> Result<(), IdleEr
             started.elapsed().as_secs_f64()
         );
     }
+    // A cluster that ran before: the routes its last leader ran with, so the election does
+    // not sweep for deliveries whose route is gone (it does on a first start).
+    sqlx::query("INSERT INTO configured_routes (source, destination) VALUES ($1, $2)")
+        .bind(source)
+        .bind(gateway::DESTINATION)
+        .execute(pool)
+        .await?;
     let epoch = uuid::Uuid::new_v4().simple().to_string();
     sqlx::query("INSERT INTO stream_epochs (source, epoch) VALUES ($1, $2)")
         .bind(source)
