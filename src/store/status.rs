@@ -11,6 +11,8 @@ pub struct EventSummary {
     pub id: Uuid,
     pub source: String,
     pub external_id: String,
+    /// The provider's event type; `None` when the webhook named none.
+    pub event_type: Option<String>,
     pub received_at: DateTime<Utc>,
     pub status: String,
 }
@@ -68,6 +70,8 @@ pub struct EventFilter {
     pub source: Option<String>,
     /// The provider's id, matched exactly.
     pub external_id: Option<String>,
+    /// A type, matched exactly, or a prefix ending in `*` (`invoice.*`).
+    pub event_type: Option<String>,
     pub status: Option<String>,
     /// Inclusive, on `received_at`.
     pub since: Option<DateTime<Utc>>,
@@ -78,7 +82,7 @@ pub struct EventFilter {
 impl Store {
     pub async fn event_status(&self, id: Uuid) -> Result<Option<EventStatus>, StoreError> {
         let event: Option<EventSummary> = sqlx::query_as(
-            "SELECT id, source, external_id, received_at, status FROM events WHERE id = $1",
+            "SELECT id, source, external_id, event_type, received_at, status FROM events WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())
@@ -126,7 +130,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<EventSummary>, StoreError> {
         let mut query = QueryBuilder::<Postgres>::new(
-            "SELECT id, source, external_id, received_at, status FROM events WHERE TRUE",
+            "SELECT id, source, external_id, event_type, received_at, status FROM events WHERE TRUE",
         );
         if let Some(source) = &filter.source {
             query.push(" AND source = ").push_bind(source.clone());
@@ -135,6 +139,16 @@ impl Store {
             query
                 .push(" AND external_id = ")
                 .push_bind(external_id.clone());
+        }
+        if let Some(event_type) = &filter.event_type {
+            match event_type.strip_suffix('*') {
+                Some(prefix) => query
+                    .push(" AND event_type LIKE ")
+                    .push_bind(format!("{}%", escape_like(prefix))),
+                None => query
+                    .push(" AND event_type = ")
+                    .push_bind(event_type.clone()),
+            };
         }
         if let Some(status) = &filter.status {
             query.push(" AND status = ").push_bind(status.clone());
@@ -173,5 +187,20 @@ impl Store {
         .bind(destination)
         .fetch_all(self.pool())
         .await?)
+    }
+}
+
+/// `text` as a LIKE pattern matching only itself (the default escape is `\`).
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(super::escape_like(r"a_b%c\d"), r"a\_b\%c\\d");
     }
 }
