@@ -276,7 +276,7 @@ async fn types_are_shown_and_listed_by_the_api_and_the_cli() {
     assert_eq!(exact.json["items"][0]["event_type"], "invoice.paid");
     let prefix = listed("event_type=invoice.*").await;
     assert_eq!(item_ids(&prefix), [ids[1], ids[0]]);
-    // `_` is a LIKE wildcard: the prefix must not match chargeXfailed.
+    // A prefix is taken literally: `_` matches only itself (it would be a wildcard in LIKE).
     let literal = listed("event_type=charge_*").await;
     assert_eq!(item_ids(&literal), [ids[2]]);
     let all = listed("source=stripe").await;

@@ -142,13 +142,13 @@ impl Store {
         }
         if let Some(event_type) = &filter.event_type {
             match event_type.strip_suffix('*') {
-                Some(prefix) => query
-                    .push(" AND event_type LIKE ")
-                    .push_bind(format!("{}%", escape_like(prefix))),
-                None => query
-                    .push(" AND event_type = ")
-                    .push_bind(event_type.clone()),
-            };
+                Some(prefix) => push_prefix(&mut query, prefix),
+                None => {
+                    query
+                        .push(" AND event_type = ")
+                        .push_bind(event_type.clone());
+                }
+            }
         }
         if let Some(status) = &filter.status {
             query.push(" AND status = ").push_bind(status.clone());
@@ -190,17 +190,46 @@ impl Store {
     }
 }
 
-/// `text` as a LIKE pattern matching only itself (the default escape is `\`).
-fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
+/// Types starting with `prefix`, as a range of the byte-wise (`text_pattern_ops`) order: unlike
+/// LIKE, a range with bound parameters is still an index range in a generic plan, and it has
+/// no wildcards to escape.
+fn push_prefix(query: &mut QueryBuilder<Postgres>, prefix: &str) {
+    if !prefix.is_empty() {
+        query
+            .push(" AND event_type ~>=~ ")
+            .push_bind(prefix.to_string());
+    }
+    match prefix_end(prefix) {
+        Some(end) => query.push(" AND event_type ~<~ ").push_bind(end),
+        None => query.push(" AND event_type IS NOT NULL"),
+    };
+}
+
+/// The least text above every text starting with `prefix`: its last character that has a
+/// successor, moved up by one (UTF-8 orders bytes as it orders code points). `None`: no
+/// bound, every text above `prefix` starts with it.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut head = prefix.to_string();
+    while let Some(last) = head.pop() {
+        if let Some(next) = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32) {
+            head.push(next);
+            return Some(head);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
+    use super::prefix_end;
+
     #[test]
-    fn like_wildcards_are_escaped() {
-        assert_eq!(super::escape_like(r"a_b%c\d"), r"a\_b\%c\\d");
+    fn a_prefix_ends_at_its_last_character_moved_up() {
+        assert_eq!(prefix_end("invoice.").as_deref(), Some("invoice/"));
+        assert_eq!(prefix_end("a_").as_deref(), Some("a`"));
+        assert_eq!(prefix_end("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{10FFFF}"), None);
+        assert_eq!(prefix_end(""), None);
     }
 }
