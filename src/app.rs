@@ -5,7 +5,7 @@ use crate::admin::Admin;
 use crate::config::Config;
 use crate::operations::Runner;
 use crate::queue::stream::Streams;
-use crate::receiver::{self, Batcher, IngestBudget, Receiver};
+use crate::receiver::{self, Batcher, IngestBudget, Receiver, TypeLabels};
 use crate::replay::Replayer;
 use crate::store::Store;
 use crate::worker::Worker;
@@ -123,6 +123,7 @@ impl Gateway {
             let receiver = Arc::new(Receiver {
                 batcher: Batcher::spawn(store.clone(), streams.clone(), config.edge.ingest_queue),
                 budget: IngestBudget::new(config.edge.ingest_memory),
+                type_labels: TypeLabels::new(&config),
                 config: config.clone(),
                 store,
                 streams,

@@ -206,7 +206,14 @@ async fn events_are_listed_newest_first_by_source_status_and_time_across_pages()
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["external_id", "id", "received_at", "source", "status"]
+        [
+            "event_type",
+            "external_id",
+            "id",
+            "received_at",
+            "source",
+            "status"
+        ]
     );
     assert_eq!(item["id"], fresh.to_string());
     assert_eq!(item["source"], "github");

@@ -68,7 +68,7 @@ fn signed_post(base: &str, delivery: &str) -> reqwest::RequestBuilder {
 
 fn received(source: &str, outcome: &str, count: u64) -> String {
     format!(
-        "hookgate_webhooks_received_total{{source=\"{source}\",outcome=\"{outcome}\"}} {count}\n"
+        "hookgate_webhooks_received_total{{source=\"{source}\",outcome=\"{outcome}\",event_type=\"none\"}} {count}\n"
     )
 }
 

@@ -581,7 +581,7 @@ async fn metrics_are_on_the_admin_listener_only() {
     );
     let text = gw.metrics().await;
     assert!(
-        text.contains("hookgate_webhooks_received_total{source=\"github\",outcome=\"accepted\"}"),
+        text.contains("hookgate_webhooks_received_total{source=\"github\",outcome=\"accepted\",event_type=\"push\"}"),
         "{text}"
     );
     assert!(
@@ -648,6 +648,7 @@ async fn a_full_ingest_queue_refuses_at_once_and_stores_what_it_queued() {
                 .unwrap(),
             source: "github".into(),
             external_id: format!("q-{n}"),
+            event_type: None,
             payload: body.into(),
             headers: json!([]),
             destinations: vec![],

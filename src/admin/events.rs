@@ -21,6 +21,7 @@ const STATUSES: [&str; 3] = ["pending", "delivered", "dead_lettered"];
 pub struct ListQuery {
     source: Option<String>,
     external_id: Option<String>,
+    event_type: Option<String>,
     status: Option<String>,
     since: Option<String>,
     until: Option<String>,
@@ -28,7 +29,8 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-/// `GET /v1/events`: newest first; `external_id` finds an event by the provider's id.
+/// `GET /v1/events`: newest first; `external_id` finds an event by the provider's id,
+/// `event_type` lists one type (or, ending in `*`, a family of types).
 pub async fn list(
     _: Authorized<Read>,
     State(admin): State<Arc<Admin>>,
@@ -41,6 +43,7 @@ pub async fn list(
     let filter = EventFilter {
         source: params::text("source", query.source)?,
         external_id: params::text("external_id", query.external_id)?,
+        event_type: params::event_type(query.event_type)?,
         status: query.status,
         since,
         until,

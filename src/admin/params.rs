@@ -2,6 +2,7 @@
 //! bad value is a 400 that names the parameter and what it accepts.
 
 use super::error::ApiError;
+use crate::event_type::EventPattern;
 use crate::store::Keyset;
 use crate::time_filter;
 use axum::extract::{FromRequest, FromRequestParts, Json, Path, Query};
@@ -77,6 +78,18 @@ pub fn text(name: &str, value: Option<String>) -> Result<Option<String>, ApiErro
         )),
         other => Ok(other),
     }
+}
+
+/// An event type, or a prefix ending in `*`, as a destination's `events` entry is written.
+pub fn event_type(value: Option<String>) -> Result<Option<String>, ApiError> {
+    let value = text("event_type", value)?;
+    if let Some(Err(e)) = value.as_deref().map(EventPattern::parse) {
+        return Err(ApiError::bad(
+            "bad-query",
+            format!("event_type={:?} {e}", value.unwrap_or_default()),
+        ));
+    }
+    Ok(value)
 }
 
 /// `since` (inclusive) and `until` (exclusive).
@@ -228,5 +241,11 @@ mod tests {
         assert!(range(Some("last tuesday"), None).is_err());
         assert!(range(Some("10000y"), None).is_err());
         assert!(text("source", Some("a\0b".into())).is_err());
+        assert!(event_type(Some("in*voice".into())).is_err());
+        assert!(event_type(Some(String::new())).is_err());
+        assert_eq!(
+            event_type(Some("invoice.*".into())).unwrap().unwrap(),
+            "invoice.*"
+        );
     }
 }

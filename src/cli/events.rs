@@ -3,6 +3,7 @@
 
 use super::args::{self, Window, columns, one_line, print_json, rfc3339};
 use crate::config::Config;
+use crate::event_type::EventPattern;
 use crate::queue::stream::Streams;
 use crate::replay::Replayer;
 use crate::store::Store;
@@ -25,6 +26,9 @@ pub enum EventsCommand {
         /// The provider's id of the event (exact match).
         #[arg(long)]
         external_id: Option<String>,
+        /// The event type (exact match), or a prefix ending in `*` (invoice.*).
+        #[arg(long, value_parser = event_type)]
+        event_type: Option<String>,
         /// pending, delivered or dead_lettered.
         #[arg(long, value_parser = STATUSES)]
         status: Option<String>,
@@ -66,6 +70,7 @@ pub async fn run(config: &Config, command: EventsCommand) -> anyhow::Result<()> 
         EventsCommand::List {
             source,
             external_id,
+            event_type,
             status,
             since,
             until,
@@ -76,6 +81,7 @@ pub async fn run(config: &Config, command: EventsCommand) -> anyhow::Result<()> 
             let filter = EventFilter {
                 source,
                 external_id,
+                event_type,
                 status,
                 since: window.since,
                 until: window.until,
@@ -137,9 +143,15 @@ pub async fn run(config: &Config, command: EventsCommand) -> anyhow::Result<()> 
     }
 }
 
+fn event_type(text: &str) -> Result<String, String> {
+    EventPattern::parse(text)
+        .map(|_| text.to_string())
+        .map_err(str::to_string)
+}
+
 fn table(events: &[EventSummary]) -> String {
     let mut lines = vec![
-        ["ID", "RECEIVED", "SOURCE", "STATUS", "EXTERNAL ID"]
+        ["ID", "RECEIVED", "SOURCE", "TYPE", "STATUS", "EXTERNAL ID"]
             .map(String::from)
             .to_vec(),
     ];
@@ -148,6 +160,7 @@ fn table(events: &[EventSummary]) -> String {
             e.id.to_string(),
             rfc3339(e.received_at),
             e.source.clone(),
+            e.event_type.clone().unwrap_or_else(|| "-".to_string()),
             e.status.clone(),
             e.external_id.clone(),
         ]
@@ -158,10 +171,11 @@ fn table(events: &[EventSummary]) -> String {
 fn describe(status: &EventStatus) -> String {
     let e = &status.event;
     let mut out = format!(
-        "id:           {}\nsource:       {}\nexternal id:  {}\nreceived:     {}\nstatus:       {}\n",
+        "id:           {}\nsource:       {}\nexternal id:  {}\ntype:         {}\nreceived:     {}\nstatus:       {}\n",
         e.id,
         e.source,
         e.external_id,
+        e.event_type.as_deref().unwrap_or("-"),
         rfc3339(e.received_at),
         e.status
     );
@@ -190,7 +204,7 @@ fn describe(status: &EventStatus) -> String {
         ]
     }));
     match lines.len() {
-        1 => out.push_str("no destinations\n"),
+        1 => out.push_str("no deliveries: no destination of its source takes this event\n"),
         _ => {
             out.push('\n');
             out.push_str(&columns(&lines));

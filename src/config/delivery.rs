@@ -1,6 +1,8 @@
 //! Where events go and how hard hookgate tries: destinations, the retry policy, the worker.
 
 use super::{tls, units};
+use crate::event_type::EventPattern;
+use crate::routing::{BodyFilter, Selector};
 use crate::tls::TlsSettings;
 use crate::verify::standard;
 use axum::http::{HeaderName, HeaderValue};
@@ -18,6 +20,8 @@ pub struct Destination {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// An `https://` destination's own CA or client certificate; `None`: the public roots.
     pub tls: Option<TlsSettings>,
+    /// Which of its source's events it takes (`events`, `filter`).
+    pub selector: Selector,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +209,15 @@ pub(super) struct RawDestination {
     ca_file: Option<String>,
     client_cert: Option<String>,
     client_key: Option<String>,
+    events: Option<Vec<String>>,
+    filter: Option<RawFilter>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFilter {
+    json_pointer: String,
+    equals: serde_json::Value,
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -231,6 +244,7 @@ impl RawDestination {
             None => Some(DEFAULT_TIMEOUT),
         };
         let tls = self.tls(key, problems);
+        let selector = self.selector(key, problems);
         let target = match (self.url, self.stream) {
             (Some(url), None) if url.starts_with("http://") || url.starts_with("https://") => {
                 if self.max_len.is_some() {
@@ -296,7 +310,40 @@ impl RawDestination {
             signing_key,
             headers,
             tls,
+            selector,
         })
+    }
+
+    /// `events` and `filter`: which of its source's events this destination takes.
+    fn selector(&self, key: &str, problems: &mut Vec<String>) -> Selector {
+        let events = self.events.as_ref().map(|entries| {
+            if entries.is_empty() {
+                problems.push(format!(
+                    "{key}.events: lists no event type (leave it out for every event)"
+                ));
+            }
+            (entries.iter())
+                .filter_map(|entry| {
+                    EventPattern::parse(entry)
+                        .map_err(|e| problems.push(format!("{key}.events: {entry:?} {e}")))
+                        .ok()
+                })
+                .collect()
+        });
+        let filter = self.filter.as_ref().and_then(|f| {
+            if !f.json_pointer.starts_with('/') {
+                problems.push(format!(
+                    "{key}.filter.json_pointer: {:?} must start with '/' (RFC 6901)",
+                    f.json_pointer
+                ));
+                return None;
+            }
+            Some(BodyFilter {
+                json_pointer: f.json_pointer.clone(),
+                equals: f.equals.clone(),
+            })
+        });
+        Selector { events, filter }
     }
 
     /// The TLS keys, which only an `https://` destination takes.

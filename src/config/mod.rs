@@ -662,6 +662,97 @@ mod tests {
     }
 
     #[test]
+    fn event_types_and_destination_selectors() {
+        let config = parse(&format!(
+            r#"{BASE}
+            [[sources]]
+            name = "gh"
+            provider = "github"
+            secrets = ["x"]
+            [[sources.destinations]]
+            name = "ci"
+            url = "http://ci.internal/hook"
+            events = ["push", "pull_request*"]
+            filter = {{ json_pointer = "/repository/private", equals = true }}
+
+            [[sources]]
+            name = "h"
+            provider = "hmac"
+            secrets = ["s"]
+            signature_header = "X-Sig"
+            event_type = {{ json_pointer = "/kind" }}
+        "#
+        ))
+        .unwrap();
+        let gh = config.source("gh").unwrap();
+        assert_eq!(
+            gh.event_type,
+            Some(crate::event_type::EventTypeRule::header("X-GitHub-Event"))
+        );
+        let selector = &gh.destination("ci").unwrap().selector;
+        assert_eq!(selector.events.as_ref().unwrap().len(), 2);
+        assert_eq!(
+            selector.filter.as_ref().unwrap().equals,
+            serde_json::Value::Bool(true)
+        );
+        assert_eq!(
+            config.source("h").unwrap().event_type,
+            Some(crate::event_type::EventTypeRule::json_pointer("/kind"))
+        );
+    }
+
+    #[test]
+    fn event_type_and_selector_problems() {
+        let found = problems(&format!(
+            r#"{BASE}
+            [[sources]]
+            name = "gh"
+            provider = "github"
+            secrets = ["x"]
+            event_type = {{ header = "X-Type" }}
+            [[sources.destinations]]
+            name = "a"
+            url = "http://a.internal/"
+            events = []
+            [[sources.destinations]]
+            name = "b"
+            url = "http://b.internal/"
+            events = ["", "in*voice", "ok.*"]
+            filter = {{ json_pointer = "data/livemode", equals = true }}
+
+            [[sources]]
+            name = "h"
+            provider = "hmac"
+            secrets = ["s"]
+            signature_header = "X-Sig"
+            event_type = {{ header = "X-Type", json_pointer = "/type" }}
+
+            [[sources]]
+            name = "h2"
+            provider = "hmac"
+            secrets = ["s"]
+            signature_header = "X-Sig"
+            event_type = {{ json_pointer = "type" }}
+        "#
+        ));
+        for e in [
+            "sources[0].event_type: only for provider = \"hmac\"",
+            "sources[0].destinations[0].events: lists no event type",
+            "sources[0].destinations[1].events: \"\" must not be empty",
+            "sources[0].destinations[1].events: \"in*voice\" '*' may only end an entry",
+            "sources[0].destinations[1].filter.json_pointer: \"data/livemode\" must start with '/'",
+            "sources[1].event_type: set header or json_pointer, exactly one",
+            "sources[2].event_type.json_pointer: \"type\" must start with '/'",
+        ] {
+            assert!(
+                found.iter().any(|p| p.starts_with(e)),
+                "missing {e:?} in {found:#?}"
+            );
+        }
+        assert_eq!(found.len(), 7, "{found:#?}");
+    }
+
+    #[test]
     fn debug_output_never_shows_secrets() {
         let config = parse(&format!(
             r#"{BASE}

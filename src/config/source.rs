@@ -4,6 +4,7 @@
 use super::delivery::{Destination, RawDestination, RawRetry, RetryPolicy, WorkerConfig};
 use super::units;
 use crate::event_id::{EventIdRule, IdSource};
+use crate::event_type::EventTypeRule;
 use crate::verify::hmac::{HmacParams, HmacScheme, Template, TimestampRule};
 use crate::verify::mac::{Algorithm, Encoding};
 use crate::verify::standard::Standard;
@@ -76,6 +77,17 @@ impl Provider {
             },
         }
     }
+
+    /// Where the preset's webhooks name their type; `hmac` sources configure it.
+    fn event_type(self) -> Option<EventTypeRule> {
+        match self {
+            Self::Stripe | Self::Standard => Some(EventTypeRule::json_pointer("/type")),
+            Self::Github => Some(EventTypeRule::header("X-GitHub-Event")),
+            Self::Shopify => Some(EventTypeRule::header("X-Shopify-Topic")),
+            Self::Slack => Some(EventTypeRule::json_pointer("/event/type")),
+            Self::Hmac => None,
+        }
+    }
 }
 
 /// A validated source, ready to verify and identify webhooks.
@@ -85,6 +97,8 @@ pub struct Source {
     pub max_body: usize,
     pub verifier: Verifier,
     pub event_id: EventIdRule,
+    /// `None`: its webhooks are stored without a type.
+    pub event_type: Option<EventTypeRule>,
     pub destinations: Vec<Destination>,
     pub retry: RetryPolicy,
     /// Open dead letters at which an alert fires.
@@ -107,6 +121,7 @@ impl std::fmt::Debug for Source {
             .field("provider", &self.provider)
             .field("max_body", &self.max_body)
             .field("event_id", &self.event_id)
+            .field("event_type", &self.event_type)
             .field("destinations", &self.destinations)
             .field("retry", &self.retry)
             .field("dead_letter_alert", &self.dead_letter_alert)
@@ -125,6 +140,7 @@ pub(super) struct RawSource {
     max_body: Option<String>,
     tolerance: Option<String>,
     event_id: Option<RawEventId>,
+    event_type: Option<RawEventType>,
     // The generic `hmac` provider's scheme; presets fix these.
     signature_header: Option<String>,
     algorithm: Option<String>,
@@ -146,6 +162,13 @@ struct RawEventId {
     json_pointer: Option<String>,
     #[serde(default)]
     body_sha256: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEventType {
+    header: Option<String>,
+    json_pointer: Option<String>,
 }
 
 /// Collects problems under one key prefix, so validation can go on after the first one.
@@ -244,6 +267,7 @@ impl RawSource {
         let retention = (self.retention.as_deref())
             .and_then(|text| p.take(super::retention::period(&retention_key, text)));
         let event_id = self.event_id_rule(provider, &mut p);
+        let event_type = self.event_type_rule(provider, &mut p);
         self.check_preset_keys(provider, &mut p);
         let generic = match provider {
             Some(Provider::Hmac) => {
@@ -263,6 +287,7 @@ impl RawSource {
             max_body: max_body?,
             verifier,
             event_id: event_id?,
+            event_type,
             destinations,
             retry,
             dead_letter_alert: self.dead_letter_alert,
@@ -324,6 +349,38 @@ impl RawSource {
             from,
             fallback_body_sha256: raw.body_sha256,
         })
+    }
+
+    /// A preset fixes where its type is, as it fixes its scheme; `hmac` sources say.
+    fn event_type_rule(
+        &self,
+        provider: Option<Provider>,
+        p: &mut Problems,
+    ) -> Option<EventTypeRule> {
+        let Some(raw) = &self.event_type else {
+            return provider.and_then(Provider::event_type);
+        };
+        if provider.is_some_and(|p| p != Provider::Hmac) {
+            p.add(format_args!(
+                "event_type: only for provider = \"hmac\"; the {:?} preset fixes it",
+                self.provider
+            ));
+            return None;
+        }
+        match (&raw.header, &raw.json_pointer) {
+            (Some(h), None) if !h.is_empty() => Some(EventTypeRule::header(h)),
+            (None, Some(ptr)) if ptr.starts_with('/') => Some(EventTypeRule::json_pointer(ptr)),
+            (None, Some(ptr)) => {
+                p.add(format_args!(
+                    "event_type.json_pointer: {ptr:?} must start with '/' (RFC 6901)"
+                ));
+                None
+            }
+            _ => {
+                p.add("event_type: set header or json_pointer, exactly one");
+                None
+            }
+        }
     }
 
     /// Keys the secrets; `generic` is the validated scheme of a `provider = "hmac"` source.

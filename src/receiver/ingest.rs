@@ -1,12 +1,13 @@
-//! `POST /webhooks/{source}`: size limit -> memory budget -> verify -> event id -> insert ->
-//! XADD -> 200.
+//! `POST /webhooks/{source}`: size limit -> memory budget -> verify -> event id and type ->
+//! the destinations that take it -> insert -> XADD -> 200.
 
 use super::batcher::Unavailable;
 use super::budget::{OverBudget, Reservation};
-use super::{Receiver, handshake, stored_headers};
+use super::{Receiver, handshake, stored_headers, type_labels};
 use crate::config::Source;
 use crate::event_id::EventIdError;
 use crate::problem::Problem;
+use crate::routing::Routed;
 use crate::store::events::{Inserted, NewEvent};
 use crate::verify::VerifyError;
 use axum::Json;
@@ -141,16 +142,23 @@ pub async fn ingest(
     let started = Instant::now();
     let Some(source) = receiver.config.source(&source_name) else {
         // Unknown names are not used as a label: they come from whoever calls.
-        return reply("_unknown", Err(IngestError::UnknownSource(source_name)));
+        let unknown = Err(IngestError::UnknownSource(source_name));
+        return reply("_unknown", type_labels::NONE.to_string(), unknown);
     };
     let result = handle(&receiver, source, &headers, body).await;
     metrics::histogram!("hookgate_ingest_duration_seconds", "source" => source.name.clone())
         .record(started.elapsed().as_secs_f64());
-    reply(&source.name, result)
+    let event_type = match &result {
+        Ok(Handled::Stored(_, event_type)) => event_type.as_deref(),
+        _ => None,
+    };
+    let label = receiver.type_labels.label(&source.name, event_type);
+    reply(&source.name, label, result)
 }
 
 enum Handled {
-    Stored(Inserted),
+    /// With the event's type, if it has one.
+    Stored(Inserted, Option<String>),
     Handshake(Response),
 }
 
@@ -166,25 +174,32 @@ async fn handle(
         return Ok(Handled::Handshake(answer.into_response()));
     }
     let external_id = source.event_id.extract(headers, &body)?;
+    let event_type = (source.event_type.as_ref()).and_then(|rule| rule.extract(headers, &body));
+    let routed = Routed::new(event_type.as_deref(), &body);
+    let destinations = (source.destinations.iter())
+        .filter(|d| d.selector.accepts(&routed))
+        .map(|d| d.name.clone())
+        .collect();
     let event = NewEvent {
         source: source.name.clone(),
         external_id: external_id.clone(),
+        event_type: event_type.clone(),
         payload: body,
         headers: stored_headers::to_json(headers),
-        destinations: source.destinations.iter().map(|d| d.name.clone()).collect(),
+        destinations,
         max_attempts: source.retry.max_attempts as i32,
         verified,
     };
     // Answered once the event is committed and, when new, its XADD tried: from the commit
     // on the answer is 200 whatever Redis does.
     let inserted = receiver.batcher.ingest(event, memory).await?;
-    tracing::info!(source = %source.name, %external_id, ?inserted, "webhook stored");
-    Ok(Handled::Stored(inserted))
+    tracing::info!(source = %source.name, %external_id, ?event_type, ?inserted, "webhook stored");
+    Ok(Handled::Stored(inserted, event_type))
 }
 
-fn reply(source: &str, result: Result<Handled, IngestError>) -> Response {
+fn reply(source: &str, event_type: String, result: Result<Handled, IngestError>) -> Response {
     let (outcome, response) = match result {
-        Ok(Handled::Stored(Inserted::New(id))) => (
+        Ok(Handled::Stored(Inserted::New(id), _)) => (
             "accepted",
             Json(Accepted {
                 id,
@@ -192,7 +207,7 @@ fn reply(source: &str, result: Result<Handled, IngestError>) -> Response {
             })
             .into_response(),
         ),
-        Ok(Handled::Stored(Inserted::Duplicate(id))) => (
+        Ok(Handled::Stored(Inserted::Duplicate(id), _)) => (
             "duplicate",
             Json(Accepted {
                 id,
@@ -215,7 +230,7 @@ fn reply(source: &str, result: Result<Handled, IngestError>) -> Response {
             (error.outcome(), Problem::from(&error).into_response())
         }
     };
-    metrics::counter!("hookgate_webhooks_received_total", "source" => source.to_string(), "outcome" => outcome)
+    metrics::counter!("hookgate_webhooks_received_total", "source" => source.to_string(), "outcome" => outcome, "event_type" => event_type)
         .increment(1);
     response
 }

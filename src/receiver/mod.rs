@@ -7,6 +7,7 @@ mod handshake;
 mod health;
 mod ingest;
 mod stored_headers;
+mod type_labels;
 
 use crate::config::Config;
 use crate::problem::Problem;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 pub use batcher::{Batcher, Unavailable};
 pub use budget::{IngestBudget, OverBudget, Reservation};
+pub use type_labels::TypeLabels;
 
 pub struct Receiver {
     pub config: Arc<Config>,
@@ -26,6 +28,8 @@ pub struct Receiver {
     pub batcher: Batcher,
     /// `edge.ingest_memory`, shared by every request of this receiver.
     pub budget: IngestBudget,
+    /// The bounded `event_type` label of the received counter.
+    pub type_labels: TypeLabels,
 }
 
 pub fn router(receiver: Arc<Receiver>) -> Router {

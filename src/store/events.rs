@@ -11,9 +11,12 @@ use uuid::Uuid;
 pub struct NewEvent {
     pub source: String,
     pub external_id: String,
+    /// The provider's event type, when the webhook names one.
+    pub event_type: Option<String>,
     pub payload: Bytes,
     pub headers: serde_json::Value,
-    /// The source's destinations: one delivery each, created with the event.
+    /// The destinations of its source that take this event: one delivery each, created with
+    /// the event.
     pub destinations: Vec<String>,
     /// The source's attempt budget per delivery.
     pub max_attempts: i32,
@@ -40,48 +43,46 @@ impl Store {
         let external_ids: Vec<&str> = events.iter().map(|e| e.external_id.as_str()).collect();
         let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_ref()).collect();
         let headers: Vec<&serde_json::Value> = events.iter().map(|e| &e.headers).collect();
-        // Destinations per source (a batch usually holds few sources), as parallel arrays.
-        let mut routes: HashMap<&str, (&[String], i32)> = HashMap::new();
-        for e in events {
-            routes.insert(&e.source, (&e.destinations, e.max_attempts));
-        }
-        let (mut route_sources, mut route_names, mut route_budgets) = (vec![], vec![], vec![]);
-        for (source, (destinations, max_attempts)) in &routes {
-            for destination in destinations.iter() {
-                route_sources.push(*source);
+        let types: Vec<Option<&str>> = events.iter().map(|e| e.event_type.as_deref()).collect();
+        // Each event's destinations, as parallel arrays keyed by the event's new id.
+        let (mut route_events, mut route_names, mut route_budgets) = (vec![], vec![], vec![]);
+        for (id, e) in ids.iter().zip(events) {
+            for destination in &e.destinations {
+                route_events.push(*id);
                 route_names.push(destination.as_str());
-                route_budgets.push(*max_attempts);
+                route_budgets.push(e.max_attempts);
             }
         }
         // One statement writes the events and their deliveries, so all commit or none does:
         // from the commit on, the pending deliveries are the record of work owed, whether or
-        // not the XADD that follows succeeds. A source without destinations owes nothing.
+        // not the XADD that follows succeeds. An event no destination takes owes nothing.
         // Rows go in key order, so concurrent batches wait on each other's unique-index
         // entries in one order and cannot deadlock. A key twice in one batch is inserted
         // once: ON CONFLICT DO NOTHING skips the second row as it would a committed one.
         let inserted: Vec<Uuid> = sqlx::query_scalar(
             "WITH input AS (
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[])
-                     AS t (id, source, external_id, payload, headers)
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[],
+                                      $10::text[])
+                     AS t (id, source, external_id, payload, headers, event_type)
              ), routes AS (
-                 SELECT * FROM unnest($6::text[], $7::text[], $8::int4[])
-                     AS r (source, destination, max_attempts)
+                 SELECT * FROM unnest($6::uuid[], $7::text[], $8::int4[])
+                     AS r (event_id, destination, max_attempts)
              ), ins AS (
-                 INSERT INTO events (id, source, external_id, payload, headers, status)
-                 SELECT i.id, i.source, i.external_id, i.payload, i.headers,
-                        CASE WHEN EXISTS (SELECT 1 FROM routes r WHERE r.source = i.source)
+                 INSERT INTO events (id, source, external_id, payload, headers, event_type, status)
+                 SELECT i.id, i.source, i.external_id, i.payload, i.headers, i.event_type,
+                        CASE WHEN EXISTS (SELECT 1 FROM routes r WHERE r.event_id = i.id)
                              THEN 'pending' ELSE 'delivered' END
                  FROM input i
                  ORDER BY i.source, i.external_id
                  ON CONFLICT (source, external_id) DO NOTHING
-                 RETURNING id, source, received_at
+                 RETURNING id, received_at
              ), deliveries AS (
                  INSERT INTO deliveries
                      (event_id, destination, max_attempts, next_attempt_at, requeue_at,
                       requeue_check)
                  SELECT ins.id, r.destination, r.max_attempts, ins.received_at,
                         ins.received_at + make_interval(secs => $9), true
-                 FROM ins JOIN routes r ON r.source = ins.source
+                 FROM ins JOIN routes r ON r.event_id = ins.id
              )
              SELECT id FROM ins",
         )
@@ -90,10 +91,11 @@ impl Store {
         .bind(&external_ids)
         .bind(&payloads)
         .bind(&headers)
-        .bind(&route_sources)
+        .bind(&route_events)
         .bind(&route_names)
         .bind(&route_budgets)
         .bind(REQUEUE_GRACE.as_secs_f64())
+        .bind(&types)
         .fetch_all(&self.pool)
         .await?;
         let inserted: HashSet<Uuid> = inserted.into_iter().collect();

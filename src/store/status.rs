@@ -11,6 +11,8 @@ pub struct EventSummary {
     pub id: Uuid,
     pub source: String,
     pub external_id: String,
+    /// The provider's event type; `None` when the webhook named none.
+    pub event_type: Option<String>,
     pub received_at: DateTime<Utc>,
     pub status: String,
 }
@@ -68,6 +70,8 @@ pub struct EventFilter {
     pub source: Option<String>,
     /// The provider's id, matched exactly.
     pub external_id: Option<String>,
+    /// A type, matched exactly, or a prefix ending in `*` (`invoice.*`).
+    pub event_type: Option<String>,
     pub status: Option<String>,
     /// Inclusive, on `received_at`.
     pub since: Option<DateTime<Utc>>,
@@ -78,7 +82,7 @@ pub struct EventFilter {
 impl Store {
     pub async fn event_status(&self, id: Uuid) -> Result<Option<EventStatus>, StoreError> {
         let event: Option<EventSummary> = sqlx::query_as(
-            "SELECT id, source, external_id, received_at, status FROM events WHERE id = $1",
+            "SELECT id, source, external_id, event_type, received_at, status FROM events WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())
@@ -126,7 +130,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<EventSummary>, StoreError> {
         let mut query = QueryBuilder::<Postgres>::new(
-            "SELECT id, source, external_id, received_at, status FROM events WHERE TRUE",
+            "SELECT id, source, external_id, event_type, received_at, status FROM events WHERE TRUE",
         );
         if let Some(source) = &filter.source {
             query.push(" AND source = ").push_bind(source.clone());
@@ -135,6 +139,16 @@ impl Store {
             query
                 .push(" AND external_id = ")
                 .push_bind(external_id.clone());
+        }
+        if let Some(event_type) = &filter.event_type {
+            match event_type.strip_suffix('*') {
+                Some(prefix) => push_prefix(&mut query, prefix),
+                None => {
+                    query
+                        .push(" AND event_type = ")
+                        .push_bind(event_type.clone());
+                }
+            }
         }
         if let Some(status) = &filter.status {
             query.push(" AND status = ").push_bind(status.clone());
@@ -173,5 +187,49 @@ impl Store {
         .bind(destination)
         .fetch_all(self.pool())
         .await?)
+    }
+}
+
+/// Types starting with `prefix`, as a range of the byte-wise (`text_pattern_ops`) order: unlike
+/// LIKE, a range with bound parameters is still an index range in a generic plan, and it has
+/// no wildcards to escape.
+fn push_prefix(query: &mut QueryBuilder<Postgres>, prefix: &str) {
+    if !prefix.is_empty() {
+        query
+            .push(" AND event_type ~>=~ ")
+            .push_bind(prefix.to_string());
+    }
+    match prefix_end(prefix) {
+        Some(end) => query.push(" AND event_type ~<~ ").push_bind(end),
+        None => query.push(" AND event_type IS NOT NULL"),
+    };
+}
+
+/// The least text above every text starting with `prefix`: its last character that has a
+/// successor, moved up by one (UTF-8 orders bytes as it orders code points). `None`: no
+/// bound, every text above `prefix` starts with it.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut head = prefix.to_string();
+    while let Some(last) = head.pop() {
+        if let Some(next) = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32) {
+            head.push(next);
+            return Some(head);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn a_prefix_ends_at_its_last_character_moved_up() {
+        assert_eq!(prefix_end("invoice.").as_deref(), Some("invoice/"));
+        assert_eq!(prefix_end("a_").as_deref(), Some("a`"));
+        assert_eq!(prefix_end("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{10FFFF}"), None);
+        assert_eq!(prefix_end(""), None);
     }
 }
