@@ -22,8 +22,11 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const PAGE: i64 = 1000;
-/// Pages per tick: a longer backlog is worked through over the following ticks.
+/// Pages per tick and kind: a longer backlog is worked through over the following ticks.
 const MAX_PAGES: usize = 20;
+/// How long past their time entries added at ingest wait to be checked for while the group has
+/// not read every stream: an XADD that failed then is made up for at worst this late.
+const CHECK_PATIENCE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 enum TickError {
@@ -60,24 +63,50 @@ pub async fn run(
                 tracing::warn!(%error, source, "cannot check the source's Redis epoch; retrying next tick");
             }
         }
-        for _ in 0..MAX_PAGES {
-            match requeue_page(&store, &streams, &routes).await {
-                Ok(page) => {
-                    if page.unrouted {
-                        sweep = Some(Sweep::Now);
+        // Entries added at ingest (or by a replay) are checked for at their time only once
+        // the group has read every stream: before that, they are most likely still waiting
+        // there, and checking each would cost a backlog one update per event.
+        let read_through = read_through(&streams, &sources).await;
+        let patience = if read_through {
+            Duration::ZERO
+        } else {
+            CHECK_PATIENCE
+        };
+        for (check, patience) in [(false, Duration::ZERO), (true, patience)] {
+            for _ in 0..MAX_PAGES {
+                match requeue_page(&store, &streams, &routes, check, patience).await {
+                    Ok(page) => {
+                        if page.unrouted {
+                            sweep = Some(Sweep::Now);
+                        }
+                        // Unrouted rows stay at the page's head until buried next tick.
+                        if !page.full || page.unrouted {
+                            break;
+                        }
                     }
-                    // Unrouted rows stay at the page's head until buried next tick.
-                    if !page.full || page.unrouted {
+                    Err(error) => {
+                        tracing::warn!(%error, "scheduler tick failed; retrying next tick");
                         break;
                     }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "scheduler tick failed; retrying next tick");
-                    break;
                 }
             }
         }
     }
+}
+
+/// Whether hookgate's group has read every source's stream; `false` when Redis cannot say.
+async fn read_through(streams: &Streams, sources: &[String]) -> bool {
+    for source in sources {
+        match streams.read_through(source).await {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(error) => {
+                tracing::debug!(%error, source, "cannot tell how far the group has read");
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// What one page of due rows showed.
@@ -93,8 +122,10 @@ async fn requeue_page(
     store: &Store,
     streams: &Streams,
     routes: &Routes,
+    check: bool,
+    patience: Duration,
 ) -> Result<Page, TickError> {
-    let rows = store.due_requeues(PAGE).await?;
+    let rows = store.due_requeues(check, patience, PAGE).await?;
     let mut unrouted = false;
     let mut by_source: BTreeMap<&str, Vec<Requeue>> = BTreeMap::new();
     for row in &rows {

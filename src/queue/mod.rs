@@ -11,6 +11,7 @@
 //! so an empty set after a flush correctly says "nothing is queued".
 
 pub mod epoch;
+pub mod progress;
 pub mod reader;
 pub mod stream;
 pub mod trim;

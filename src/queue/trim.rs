@@ -78,9 +78,9 @@ impl std::fmt::Display for StreamId {
 }
 
 /// One group or consumer as `XINFO` describes it.
-type Fields = HashMap<String, Value>;
+pub(super) type Fields = HashMap<String, Value>;
 
-fn field<T: FromRedisValue>(fields: &Fields, name: &str) -> Option<T> {
+pub(super) fn field<T: FromRedisValue>(fields: &Fields, name: &str) -> Option<T> {
     fields
         .get(name)
         .and_then(|v| redis::from_redis_value_ref(v).ok())

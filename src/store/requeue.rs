@@ -24,15 +24,24 @@ pub struct Requeue {
 }
 
 impl Store {
-    /// Up to `limit` pending deliveries whose requeue time has come, soonest first.
-    pub async fn due_requeues(&self, limit: i64) -> Result<Vec<Requeue>, StoreError> {
+    /// Up to `limit` pending deliveries of one kind (`check`: see [`Requeue::requeue_check`])
+    /// whose requeue time is at least `patience` past, soonest first.
+    pub async fn due_requeues(
+        &self,
+        check: bool,
+        patience: Duration,
+        limit: i64,
+    ) -> Result<Vec<Requeue>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT d.event_id, d.destination, e.source, d.requeue_at, d.requeue_check
              FROM deliveries d JOIN events e ON e.id = d.event_id
-             WHERE d.state = 'pending' AND d.requeue_at <= now()
+             WHERE d.state = 'pending' AND d.requeue_check = $1
+               AND d.requeue_at <= now() - make_interval(secs => $2)
              ORDER BY d.requeue_at
-             LIMIT $1",
+             LIMIT $3",
         )
+        .bind(check)
+        .bind(patience.as_secs_f64())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
