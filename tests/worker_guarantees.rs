@@ -9,6 +9,7 @@ use common::{Running, TestEnv, seed};
 use hookgate::app::Roles;
 use hookgate::store::Store;
 use hookgate::store::deliveries::{Attempt, ClaimedEvent, FailureKind, Next};
+use hookgate::store::breaker::Breakers;
 use hookgate::store::outcomes::Outcome;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -84,7 +85,7 @@ async fn a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owners_outcome() 
         .record(&[Outcome {
             event: &stale,
             attempts: &stale_report,
-        }])
+        }], &Breakers::default())
         .await
         .unwrap();
     assert_eq!(written, 0, "no dead letter from a lost lease");

@@ -4,6 +4,9 @@
 //! scheduler must next look at it (migration 0008 says who sets it), so a tick reads only the
 //! rows whose time has come, however many deliveries wait on the streams.
 //!
+//! Deliveries that wait for a paused destination, or one whose breaker is open, are the
+//! scheduler's too: each tick puts back a page of them per destination that delivers again.
+//!
 //! What can never be delivered is not put back: deliveries whose source or destination left
 //! the configuration are dead-lettered when the scheduler starts, rather than re-queued to a
 //! stream no worker reads, and again whenever a due one shows up (a worker still running an
@@ -59,6 +62,10 @@ pub async fn run(
             if let Err(error) = epochs.tick(&store, &streams, source).await {
                 tracing::warn!(%error, source, "cannot check the source's Redis epoch; retrying next tick");
             }
+        }
+        // What waited for a destination that delivers again becomes due, for the pages below.
+        if let Err(error) = store.release_waiting(PAGE).await {
+            tracing::warn!(%error, "cannot put back deliveries that waited for their destination; retrying next tick");
         }
         for _ in 0..MAX_PAGES {
             match requeue_page(&store, &streams, &routes).await {
