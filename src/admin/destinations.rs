@@ -77,11 +77,21 @@ async fn respond(
     name: &str,
 ) -> Result<Json<DestinationStatus>, ApiError> {
     if changed == Changed::Yes {
-        tracing::info!(actor = actor.as_str(), source, destination = name, "destination {done}");
+        tracing::info!(
+            actor = actor.as_str(),
+            source,
+            destination = name,
+            "destination {done}"
+        );
     }
-    let status = (admin.store.list_destinations(admin.replayer.routes()).await?)
+    let status = (admin
+        .store
+        .list_destinations(admin.replayer.routes())
+        .await?)
         .into_iter()
         .find(|d| d.source == source && d.destination == name)
-        .ok_or_else(|| ApiError::NotFound(format!("no destination {source}/{name} is configured")))?;
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("no destination {source}/{name} is configured"))
+        })?;
     Ok(Json(status))
 }

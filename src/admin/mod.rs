@@ -119,8 +119,16 @@ fn routes() -> Vec<Route> {
         route(Get, "/v1/operations/{id}/result", operations::result),
         route(Get, "/v1/admin-actions", admin_actions::list),
         route(Get, "/v1/destinations", destinations::list),
-        route(Post, "/v1/destinations/{source}/{name}/pause", destinations::pause),
-        route(Post, "/v1/destinations/{source}/{name}/resume", destinations::resume),
+        route(
+            Post,
+            "/v1/destinations/{source}/{name}/pause",
+            destinations::pause,
+        ),
+        route(
+            Post,
+            "/v1/destinations/{source}/{name}/resume",
+            destinations::resume,
+        ),
     ]
 }
 

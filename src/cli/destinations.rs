@@ -59,9 +59,17 @@ pub async fn run(config: &Config, command: DestinationsCommand) -> anyhow::Resul
 /// Aligned columns, a header, one line per destination.
 fn table(rows: &[DestinationStatus]) -> String {
     let mut lines = vec![
-        ["SOURCE", "DESTINATION", "STATE", "FAILURES", "PENDING", "OLDEST", "LAST ERROR"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "SOURCE",
+            "DESTINATION",
+            "STATE",
+            "FAILURES",
+            "PENDING",
+            "OLDEST",
+            "LAST ERROR",
+        ]
+        .map(String::from)
+        .to_vec(),
     ];
     lines.extend(rows.iter().map(|d| {
         vec![

@@ -482,7 +482,10 @@ mod breaker_tests {
             breaker_max_cool_down: Some("soon".into()),
         });
         assert_eq!(problems.len(), 3, "{problems:?}");
-        assert!(problems[0].contains("breaker_max_cool_down"), "{problems:?}");
+        assert!(
+            problems[0].contains("breaker_max_cool_down"),
+            "{problems:?}"
+        );
         assert!(problems[1].contains("breaker_failures: must be between 0"));
         assert!(problems[2].contains("breaker_cool_down: must be above zero"));
         let (_, problems) = validated(RawBreaker {
@@ -491,7 +494,9 @@ mod breaker_tests {
         });
         assert_eq!(
             problems,
-            ["sources[0].destinations[0].breaker_max_cool_down: must not be below breaker_cool_down"]
+            [
+                "sources[0].destinations[0].breaker_max_cool_down: must not be below breaker_cool_down"
+            ]
         );
     }
 }

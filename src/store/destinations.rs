@@ -116,8 +116,14 @@ impl Store {
             return Ok(Changed::AlreadyThere);
         };
         let target = json!({"source": source, "destination": destination});
-        admin_actions::record(&mut tx, actor, Action::Pause, target, json!({"paused_at": at}))
-            .await?;
+        admin_actions::record(
+            &mut tx,
+            actor,
+            Action::Pause,
+            target,
+            json!({"paused_at": at}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Changed::Yes)
     }
@@ -261,7 +267,9 @@ impl Store {
                    AND d.state = 'pending' AND d.requeue_at = 'infinity'
                  RETURNING p.source, d.destination, d.event_id
              ), counted AS (
-                 SELECT source, destination, count(*) AS n, max(event_id) AS last
+                 -- uuid has no max(): the last in event id order.
+                 SELECT source, destination, count(*) AS n,
+                        (array_agg(event_id ORDER BY event_id DESC))[1] AS last
                  FROM released GROUP BY source, destination
              ), drained AS (
                  UPDATE destinations g

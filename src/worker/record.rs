@@ -4,9 +4,9 @@
 //! each attempt is recorded on its own, and one still refused ends as a `pipeline` dead letter.
 
 use super::buried;
+use crate::store::breaker::Breakers;
 use crate::store::deliveries::{Attempt, ClaimedEvent, Next};
 use crate::store::outcomes::Outcome;
-use crate::store::breaker::Breakers;
 use crate::store::{Store, StoreError};
 use std::time::Duration;
 
