@@ -107,10 +107,13 @@ async fn a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owners_outcome() 
     let owner_report = outcome(&owner, 200, None, Next::Delivered);
     let owner_report = [owner_report];
     store
-        .record(&[Outcome {
-            event: &owner,
-            attempts: &owner_report,
-        }])
+        .record(
+            &[Outcome {
+                event: &owner,
+                attempts: &owner_report,
+            }],
+            &Breakers::default(),
+        )
         .await
         .unwrap();
     let (state, token): (String, Option<uuid::Uuid>) =
