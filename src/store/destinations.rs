@@ -246,16 +246,18 @@ impl Store {
                         OR (open_until <= now()
                             AND (probe_until IS NULL OR probe_until < now())))
              ), picked AS (
-                 SELECT w.event_id, w.destination, r.source,
+                 SELECT w.ctid, w.event_id, w.destination, r.source,
                         row_number() OVER (ORDER BY w.event_id) AS rank
                  FROM ready r CROSS JOIN LATERAL (
                      -- Through deliveries_waiting (0013), in event id order.
-                     SELECT d.event_id, d.destination
+                     SELECT d.ctid, d.event_id, d.destination
                      FROM deliveries d JOIN events e ON e.id = d.event_id
                      WHERE d.state = 'pending' AND d.requeue_at = 'infinity'
                        AND d.destination = r.destination AND e.source = r.source
                      ORDER BY d.event_id
                      LIMIT CASE WHEN r.flowing THEN $1 ELSE 1 END
+                     -- Locked, so each is updated by its row address, not looked for again.
+                     FOR UPDATE OF d SKIP LOCKED
                  ) w
              ), released AS (
                  -- Microseconds apart, so the scheduler requeues them in arrival order.
@@ -263,8 +265,7 @@ impl Store {
                  SET requeue_at = now() + make_interval(secs => p.rank / 1000000.0),
                      requeue_check = false
                  FROM picked p
-                 WHERE d.event_id = p.event_id AND d.destination = p.destination
-                   AND d.state = 'pending' AND d.requeue_at = 'infinity'
+                 WHERE d.ctid = ANY (ARRAY(SELECT ctid FROM picked)) AND d.ctid = p.ctid
                  RETURNING p.source, d.destination, d.event_id
              ), counted AS (
                  -- uuid has no max(): the last in event id order.
