@@ -24,7 +24,7 @@ impl Breakers {
         )
     }
 
-    /// A destination no longer configured keeps no breaker.
+    /// A destination not configured (here) gets the default breaker.
     fn get(&self, source: &str, destination: &str) -> Option<Breaker> {
         self.0
             .get(&(source.to_string(), destination.to_string()))
@@ -61,8 +61,8 @@ impl<'a> Tallies<'a> {
 
     /// Applies the tallies in `tx`: rows for destinations that failed are created first, then
     /// the rows to change are locked in key order, so concurrent committers cannot deadlock.
-    /// A batch that only succeeded, for a destination closed and without failures, touches
-    /// nothing: the hot path takes no lock.
+    /// A batch that only succeeded, for a destination closed and without failures, changes
+    /// nothing: the hot path reads the rows in one statement and takes no lock.
     pub(super) async fn apply(
         &self,
         tx: &mut PgConnection,
@@ -86,19 +86,9 @@ impl<'a> Tallies<'a> {
         if columns.source.is_empty() {
             return Ok(());
         }
-        sqlx::query(
-            "INSERT INTO destinations (source, destination)
-             SELECT source, destination FROM unnest($1::text[], $2::text[], $3::int4[])
-                 AS i (source, destination, successes)
-             WHERE successes = 0
-             ORDER BY source, destination
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&columns.source)
-        .bind(&columns.destination)
-        .bind(&columns.successes)
-        .execute(&mut *tx)
-        .await?;
+        if columns.failures.iter().any(|n| *n > 0) {
+            create(tx, &columns).await?;
+        }
         sqlx::query(
             "WITH input AS (
                  SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int4[], $5::text[],
@@ -157,6 +147,24 @@ impl<'a> Tallies<'a> {
         .await?;
         Ok(())
     }
+}
+
+/// Creates the rows of destinations that failed in this batch and have none yet.
+async fn create(tx: &mut PgConnection, columns: &Columns<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO destinations (source, destination)
+             SELECT source, destination FROM unnest($1::text[], $2::text[], $3::int4[])
+                 AS i (source, destination, successes)
+             WHERE successes = 0
+             ORDER BY source, destination
+             ON CONFLICT DO NOTHING",
+    )
+    .bind(&columns.source)
+    .bind(&columns.destination)
+    .bind(&columns.successes)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 #[derive(Default)]
