@@ -26,10 +26,13 @@ fn one_at_a_time() -> String {
     )
 }
 
-/// Source `source` delivering to `sink` as `billing` (with `breaker` keys) and to a `ledger`
-/// nothing listens on, one delivery at a time, with admin tokens.
-fn config(source: &str, sink: &Sink, max_attempts: u32, breaker: &str) -> String {
-    let billing = format!("{}{breaker}\n", http_destination("billing", sink, "4s"));
+/// Source `source` delivering to `sink` as `billing` (with `breaker` keys) and to the `others`
+/// destinations, one delivery at a time, with admin tokens.
+fn config(source: &str, sink: &Sink, max_attempts: u32, breaker: &str, others: &str) -> String {
+    let billing = format!(
+        "{}{breaker}\n{others}",
+        http_destination("billing", sink, "4s")
+    );
     let text = delivery::config(source, &one_at_a_time(), max_attempts, &billing);
     format!("{}\n{text}", admin_tokens())
 }
@@ -66,12 +69,11 @@ async fn wait_for_text(env: &TestEnv, sql: &str, expected: &str) {
     }
 }
 
+/// Attempts at `billing`.
 async fn attempts(env: &TestEnv) -> i64 {
-    scalar(
-        env,
-        "SELECT coalesce(sum(attempts), 0)::int8 FROM deliveries",
-    )
-    .await
+    let sql =
+        "SELECT coalesce(sum(attempts), 0)::int8 FROM deliveries WHERE destination = 'billing'";
+    scalar(env, sql).await
 }
 
 async fn post(gw: &Running, path: &str, token: &str) -> common::Reply {
@@ -98,7 +100,9 @@ async fn wait_for_gauge(gw: &Running, source: &str, state: &str) {
             .map(|(labels, _)| labels)
             .collect();
         if current == [&format!("destination=billing,state={state}")] {
-            let zeros = samples.values().filter(|v| **v == 0.0).count();
+            let zeros = (samples.iter())
+                .filter(|(labels, v)| labels.starts_with("destination=billing,") && **v == 0.0)
+                .count();
             assert_eq!(zeros, 3, "one state at a time: {samples:?}");
             return;
         }
@@ -116,7 +120,7 @@ async fn wait_for_gauge(gw: &Running, source: &str, state: &str) {
 async fn a_pause_holds_the_backlog_across_a_restart_and_resume_delivers_it_in_order() {
     let env = TestEnv::new().await;
     let sink = Sink::start().await;
-    let text = config("pausing", &sink, 5, "");
+    let text = config("pausing", &sink, 5, "", "");
     let gw = env.start(&text).await;
 
     let reply = post(&gw, "/v1/destinations/pausing/billing/pause", ONCALL).await;
@@ -209,7 +213,7 @@ async fn a_pause_holds_the_backlog_across_a_restart_and_resume_delivers_it_in_or
 async fn unknown_destinations_are_not_found_and_pausing_needs_the_replay_scope() {
     let env = TestEnv::new().await;
     let sink = Sink::start().await;
-    let text = config("listing", &sink, 5, "");
+    let text = config("listing", &sink, 5, "", "");
     let gw = env.start(&text).await;
     for path in [
         "/v1/destinations/listing/nowhere/pause",
@@ -266,7 +270,8 @@ async fn unknown_destinations_are_not_found_and_pausing_needs_the_replay_scope()
 
 /// After `breaker_failures` failed attempts the breaker opens: deliveries wait without
 /// spending attempts; a failed probe reopens it for twice as long; once the destination
-/// heals, a probe closes it and the backlog is delivered.
+/// heals, a probe closes it and the backlog is delivered. Another destination of the same
+/// events is not held up meanwhile.
 #[tokio::test]
 async fn a_breaker_opens_after_failures_and_a_probe_closes_it_when_the_destination_heals() {
     let env = TestEnv::new().await;
@@ -275,7 +280,11 @@ async fn a_breaker_opens_after_failures_and_a_probe_closes_it_when_the_destinati
     let breaker = r#"breaker_failures = 3
         breaker_cool_down = "2s"
         breaker_max_cool_down = "1m""#;
-    let gw = env.start(&config("breaking", &sink, 50, breaker)).await;
+    let ledger = Sink::start().await;
+    let others = http_destination("ledger", &ledger, "4s");
+    let gw = env
+        .start(&config("breaking", &sink, 50, breaker, &others))
+        .await;
     for i in 0..3 {
         send(
             &gw,
@@ -287,9 +296,14 @@ async fn a_breaker_opens_after_failures_and_a_probe_closes_it_when_the_destinati
     }
     let state = "SELECT state FROM destinations WHERE destination = 'billing'";
     wait_for_text(&env, state, "open").await;
+    ledger.wait_for(3, WAIT).await;
     let opened_at = attempts(&env).await;
     assert_eq!(
-        scalar(&env, "SELECT failures::int8 FROM destinations").await,
+        scalar(
+            &env,
+            "SELECT failures::int8 FROM destinations WHERE destination = 'billing'"
+        )
+        .await,
         3,
         "opened at the threshold"
     );
@@ -303,7 +317,7 @@ async fn a_breaker_opens_after_failures_and_a_probe_closes_it_when_the_destinati
     // The probe after the cool-down fails: open again, for twice the cool-down, one attempt on.
     wait_for_text(
         &env,
-        "SELECT state || ' ' || cool_down_ms FROM destinations",
+        "SELECT state || ' ' || cool_down_ms FROM destinations WHERE destination = 'billing'",
         "open 4000",
     )
     .await;
@@ -323,11 +337,16 @@ async fn a_breaker_opens_after_failures_and_a_probe_closes_it_when_the_destinati
     wait_for_text(&env, state, "closed").await;
     env.wait_for_count(
         "SELECT count(*) FROM deliveries WHERE state = 'delivered'",
-        3,
+        6,
     )
     .await;
+    assert_eq!(ledger.received().len(), 3, "the ledger got each event once");
     assert_eq!(
-        scalar(&env, "SELECT failures::int8 FROM destinations").await,
+        scalar(
+            &env,
+            "SELECT failures::int8 FROM destinations WHERE destination = 'billing'"
+        )
+        .await,
         0
     );
     assert_eq!(
