@@ -63,10 +63,7 @@ pub async fn run(
                 tracing::warn!(%error, source, "cannot check the source's Redis epoch; retrying next tick");
             }
         }
-        // What waited for a destination that delivers again becomes due, for the pages below.
-        if let Err(error) = store.release_waiting(PAGE).await {
-            tracing::warn!(%error, "cannot put back deliveries that waited for their destination; retrying next tick");
-        }
+        release_waiting(&store).await;
         for _ in 0..MAX_PAGES {
             match requeue_page(&store, &streams, &routes).await {
                 Ok(page) => {
@@ -82,6 +79,21 @@ pub async fn run(
                     tracing::warn!(%error, "scheduler tick failed; retrying next tick");
                     break;
                 }
+            }
+        }
+    }
+}
+
+/// Makes what waited for a destination that delivers again due, for the requeue pages: as
+/// many pages as those can take in a tick.
+async fn release_waiting(store: &Store) {
+    for _ in 0..MAX_PAGES {
+        match store.release_waiting(PAGE).await {
+            Ok(released) if released >= PAGE as u64 => {}
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(%error, "cannot put back deliveries that waited for their destination; retrying next tick");
+                return;
             }
         }
     }
