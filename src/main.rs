@@ -55,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         command: hookgate::cli::admin_actions::AdminActionsCommand,
     },
+    /// Destinations' state, breakers and backlogs; pause and resume one.
+    Destinations {
+        #[command(subcommand)]
+        command: hookgate::cli::destinations::DestinationsCommand,
+    },
     /// Delete what retention no longer keeps, now (`run`), or show what would go (`--dry-run`).
     Retention {
         #[command(subcommand)]
@@ -81,7 +86,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if !matches!(
         cli.command,
-        Command::Dlq { .. } | Command::Events { .. } | Command::AdminActions { .. }
+        Command::Dlq { .. }
+            | Command::Events { .. }
+            | Command::AdminActions { .. }
+            | Command::Destinations { .. }
     ) {
         telemetry::init_tracing(cli.log_format);
     }
@@ -103,6 +111,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::AdminActions { command } => {
                 return hookgate::cli::admin_actions::run(&config, command).await;
+            }
+            Command::Destinations { command } => {
+                return hookgate::cli::destinations::run(&config, command).await;
             }
             Command::Retention { command } => {
                 return hookgate::cli::retention::run(&config, command).await;

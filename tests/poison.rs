@@ -10,6 +10,7 @@ use common::sink::Sink;
 use common::{Running, TestEnv, redis_url, seed, sign};
 use hookgate::app::{Gateway, Roles};
 use hookgate::store::Store;
+use hookgate::store::breaker::Breakers;
 use hookgate::store::deliveries::{Attempt, ClaimedEvent, Next};
 use hookgate::store::outcomes::Outcome;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -705,8 +706,12 @@ async fn sibling_outcomes_recorded_at_once_settle_the_event() {
         event: &b,
         attempts: &outcome_b,
     }];
-    let (recorded_a, recorded_b, ()) =
-        tokio::join!(store.record(&outcome_a), store.record(&outcome_b), release);
+    let breakers = Breakers::default();
+    let (recorded_a, recorded_b, ()) = tokio::join!(
+        store.record(&outcome_a, &breakers),
+        store.record(&outcome_b, &breakers),
+        release
+    );
     recorded_a.unwrap();
     recorded_b.unwrap();
     let status: String = sqlx::query_scalar("SELECT status FROM events WHERE id = $1")

@@ -8,6 +8,7 @@ use common::sink::{Answer, Sink};
 use common::{Running, TestEnv, seed};
 use hookgate::app::Roles;
 use hookgate::store::Store;
+use hookgate::store::breaker::Breakers;
 use hookgate::store::deliveries::{Attempt, ClaimedEvent, FailureKind, Next};
 use hookgate::store::outcomes::Outcome;
 use std::collections::BTreeMap;
@@ -81,10 +82,13 @@ async fn a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owners_outcome() 
     let stale_report = outcome(&stale, 500, refused, Next::DeadLetter);
     let stale_report = [stale_report];
     let written = store
-        .record(&[Outcome {
-            event: &stale,
-            attempts: &stale_report,
-        }])
+        .record(
+            &[Outcome {
+                event: &stale,
+                attempts: &stale_report,
+            }],
+            &Breakers::default(),
+        )
         .await
         .unwrap();
     assert_eq!(written, 0, "no dead letter from a lost lease");
@@ -103,10 +107,13 @@ async fn a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owners_outcome() 
     let owner_report = outcome(&owner, 200, None, Next::Delivered);
     let owner_report = [owner_report];
     store
-        .record(&[Outcome {
-            event: &owner,
-            attempts: &owner_report,
-        }])
+        .record(
+            &[Outcome {
+                event: &owner,
+                attempts: &owner_report,
+            }],
+            &Breakers::default(),
+        )
         .await
         .unwrap();
     let (state, token): (String, Option<uuid::Uuid>) =

@@ -4,6 +4,7 @@
 mod admin_actions;
 mod auth;
 mod dead_letters;
+mod destinations;
 mod error;
 mod events;
 mod operations;
@@ -117,6 +118,17 @@ fn routes() -> Vec<Route> {
         route(Delete, "/v1/operations/{id}", operations::cancel),
         route(Get, "/v1/operations/{id}/result", operations::result),
         route(Get, "/v1/admin-actions", admin_actions::list),
+        route(Get, "/v1/destinations", destinations::list),
+        route(
+            Post,
+            "/v1/destinations/{source}/{name}/pause",
+            destinations::pause,
+        ),
+        route(
+            Post,
+            "/v1/destinations/{source}/{name}/resume",
+            destinations::resume,
+        ),
     ]
 }
 

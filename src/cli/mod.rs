@@ -2,6 +2,7 @@
 
 pub mod admin_actions;
 pub mod args;
+pub mod destinations;
 pub mod dlq;
 pub mod events;
 pub mod retention;

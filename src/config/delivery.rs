@@ -22,6 +22,7 @@ pub struct Destination {
     pub tls: Option<TlsSettings>,
     /// Which of its source's events it takes (`events`, `filter`).
     pub selector: Selector,
+    pub breaker: Breaker,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +212,9 @@ pub(super) struct RawDestination {
     client_key: Option<String>,
     events: Option<Vec<String>>,
     filter: Option<RawFilter>,
+    breaker_failures: Option<u32>,
+    breaker_cool_down: Option<String>,
+    breaker_max_cool_down: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -245,6 +249,12 @@ impl RawDestination {
         };
         let tls = self.tls(key, problems);
         let selector = self.selector(key, problems);
+        let breaker = RawBreaker {
+            breaker_failures: self.breaker_failures,
+            breaker_cool_down: self.breaker_cool_down.clone(),
+            breaker_max_cool_down: self.breaker_max_cool_down.clone(),
+        }
+        .validate(key, problems);
         let target = match (self.url, self.stream) {
             (Some(url), None) if url.starts_with("http://") || url.starts_with("https://") => {
                 if self.max_len.is_some() {
@@ -311,6 +321,7 @@ impl RawDestination {
             headers,
             tls,
             selector,
+            breaker,
         })
     }
 
@@ -371,5 +382,121 @@ impl RawDestination {
             ca,
             client_certificate,
         })
+    }
+}
+
+/// A destination's circuit breaker: after `failures` failed attempts in a row its deliveries
+/// wait for `cool_down` without spending attempts, then one probe decides; each failed probe
+/// doubles the wait, up to `max_cool_down`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breaker {
+    /// 0: no breaker.
+    pub failures: u32,
+    pub cool_down: Duration,
+    pub max_cool_down: Duration,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Self {
+            failures: 20,
+            cool_down: Duration::from_secs(30),
+            max_cool_down: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The breaker's keys of a `[[sources.destinations]]` entry.
+#[derive(Default)]
+struct RawBreaker {
+    breaker_failures: Option<u32>,
+    breaker_cool_down: Option<String>,
+    breaker_max_cool_down: Option<String>,
+}
+
+impl RawBreaker {
+    fn validate(&self, key: &str, problems: &mut Vec<String>) -> Breaker {
+        let d = Breaker::default();
+        let mut duration = |name: &str, value: &Option<String>, default: Duration| match value {
+            Some(text) => units::duration(&format!("{key}.{name}"), text)
+                .map_err(|p| problems.push(p))
+                .unwrap_or(default),
+            None => default,
+        };
+        let breaker = Breaker {
+            failures: self.breaker_failures.unwrap_or(d.failures),
+            cool_down: duration("breaker_cool_down", &self.breaker_cool_down, d.cool_down),
+            max_cool_down: duration(
+                "breaker_max_cool_down",
+                &self.breaker_max_cool_down,
+                d.max_cool_down,
+            ),
+        };
+        if breaker.failures > 100_000 {
+            problems.push(format!(
+                "{key}.breaker_failures: must be between 0 (no breaker) and 100000"
+            ));
+        }
+        if breaker.cool_down.is_zero() {
+            problems.push(format!("{key}.breaker_cool_down: must be above zero"));
+        }
+        if breaker.max_cool_down < breaker.cool_down {
+            problems.push(format!(
+                "{key}.breaker_max_cool_down: must not be below breaker_cool_down"
+            ));
+        }
+        breaker
+    }
+}
+
+#[cfg(test)]
+mod breaker_tests {
+    use super::*;
+
+    fn validated(raw: RawBreaker) -> (Breaker, Vec<String>) {
+        let mut problems = Vec::new();
+        let breaker = raw.validate("sources[0].destinations[0]", &mut problems);
+        (breaker, problems)
+    }
+
+    #[test]
+    fn the_breaker_defaults_to_twenty_failures_and_thirty_seconds() {
+        let (breaker, problems) = validated(RawBreaker::default());
+        assert_eq!(breaker, Breaker::default());
+        assert!(problems.is_empty(), "{problems:?}");
+        let (breaker, _) = validated(RawBreaker {
+            breaker_failures: Some(0),
+            breaker_cool_down: Some("5s".into()),
+            breaker_max_cool_down: Some("1m".into()),
+        });
+        assert_eq!(breaker.failures, 0);
+        assert_eq!(breaker.cool_down, Duration::from_secs(5));
+        assert_eq!(breaker.max_cool_down, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn every_breaker_problem_is_listed() {
+        let (_, problems) = validated(RawBreaker {
+            breaker_failures: Some(100_001),
+            breaker_cool_down: Some("0s".into()),
+            breaker_max_cool_down: Some("soon".into()),
+        });
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems[0].contains("breaker_max_cool_down"),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("breaker_failures: must be between 0"));
+        assert!(problems[2].contains("breaker_cool_down: must be above zero"));
+        let (_, problems) = validated(RawBreaker {
+            breaker_max_cool_down: Some("10s".into()),
+            ..RawBreaker::default()
+        });
+        assert_eq!(
+            problems,
+            [
+                "sources[0].destinations[0].breaker_max_cool_down: must not be below breaker_cool_down"
+            ]
+        );
     }
 }

@@ -11,7 +11,7 @@ mod tls;
 mod units;
 
 pub use admin::{AdminToken, CLI_ACTOR_PREFIX, Scope};
-pub use delivery::{Destination, RetryPolicy, Target, WorkerConfig};
+pub use delivery::{Breaker, Destination, RetryPolicy, Target, WorkerConfig};
 pub use edge::{DEFAULT_MAX_CONNECTIONS, EdgeConfig};
 pub use retention::Retention;
 pub use source::{Provider, Source};

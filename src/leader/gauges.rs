@@ -1,9 +1,11 @@
 //! Depth gauges and alert checks, every [`PERIOD`]: open dead letters per source (from the
-//! maintained counts, which this also folds) and entries pending in each source's group.
+//! maintained counts, which this also folds), entries pending in each source's group, and
+//! each destination's state.
 
 use super::alerts::Alerts;
 use crate::queue::stream::Streams;
 use crate::store::Store;
+use crate::store::routes::Routes;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +16,7 @@ pub async fn run(
     store: Store,
     streams: Streams,
     sources: Vec<String>,
+    routes: Routes,
     alerts: Arc<Alerts>,
     shutdown: CancellationToken,
 ) {
@@ -38,11 +41,34 @@ pub async fn run(
                     .set(depth as f64);
             }
         }
+        destination_states(&store, &routes).await;
         for source in &sources {
             if let Ok(pending) = streams.pending(source).await {
                 metrics::gauge!("hookgate_stream_pending", "source" => source.clone())
                     .set(pending as f64);
             }
+        }
+    }
+}
+
+/// Each state a destination can be in; its gauge is 1 for the current one.
+const STATES: [&str; 4] = ["closed", "open", "half_open", "paused"];
+
+async fn destination_states(store: &Store, routes: &Routes) {
+    let states = match store.destination_states().await {
+        Ok(states) => states,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the destinations' states");
+            return;
+        }
+    };
+    for (source, destination) in routes.pairs() {
+        let current = (states.iter())
+            .find(|(s, d, _)| s == source && d == destination)
+            .map_or("closed", |(_, _, state)| state.as_str());
+        for state in STATES {
+            metrics::gauge!("hookgate_destination_state", "source" => source.to_string(), "destination" => destination.to_string(), "state" => state)
+                .set(if state == current { 1.0 } else { 0.0 });
         }
     }
 }

@@ -122,6 +122,7 @@ async fn lead(duties: Arc<Duties>, term: CancellationToken) {
             duties.store.clone(),
             duties.streams.clone(),
             sources,
+            Routes::new(config),
             alerts.clone(),
             term.clone(),
         ),

@@ -4,6 +4,9 @@
 //! scheduler must next look at it (migration 0008 says who sets it), so a tick reads only the
 //! rows whose time has come, however many deliveries wait on the streams.
 //!
+//! Deliveries that wait for a paused destination, or one whose breaker is open, are the
+//! scheduler's too: each tick puts back a page of them per destination that delivers again.
+//!
 //! What can never be delivered is not put back: deliveries whose source or destination left
 //! the configuration are dead-lettered when the scheduler starts, rather than re-queued to a
 //! stream no worker reads, and again whenever a due one shows up (a worker still running an
@@ -63,6 +66,7 @@ pub async fn run(
                 tracing::warn!(%error, source, "cannot check the source's Redis epoch; retrying next tick");
             }
         }
+        release_waiting(&store).await;
         // Entries added at ingest (or by a replay) are checked for at their time only once
         // the group has read every stream: before that, they are most likely still waiting
         // there, and checking each would cost a backlog one update per event.
@@ -107,6 +111,21 @@ async fn read_through(streams: &Streams, sources: &[String]) -> bool {
         }
     }
     true
+}
+
+/// Makes what waited for a destination that delivers again due, for the requeue pages: as
+/// many pages as those can take in a tick.
+async fn release_waiting(store: &Store) {
+    for _ in 0..MAX_PAGES {
+        match store.release_waiting(PAGE).await {
+            Ok(released) if released >= PAGE as u64 => {}
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(%error, "cannot put back deliveries that waited for their destination; retrying next tick");
+                return;
+            }
+        }
+    }
 }
 
 /// What one page of due rows showed.

@@ -58,9 +58,9 @@ pub enum Action {
     Purge,
     /// A bulk operation cancelled.
     Cancel,
-    /// Reserved for pausing a destination (not built yet).
+    /// A destination paused.
     Pause,
-    /// Reserved for resuming a paused destination (not built yet).
+    /// A paused destination resumed.
     Resume,
 }
 

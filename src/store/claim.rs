@@ -13,12 +13,54 @@ impl Store {
     /// whose attempts are used up is not claimed again but dead-lettered: its last claims
     /// ended without an outcome, so a message that crashes workers, or whose outcome cannot be
     /// recorded, is tried `max_attempts` times, not forever. The claims share one lease token.
+    /// A delivery whose destination is paused, or whose breaker is open, is not claimed: it
+    /// waits for the scheduler (see `Store::release_waiting`), its attempts untouched.
     pub async fn claim(&self, events: &[Uuid], lease: Duration) -> Result<Claims, StoreError> {
         let spent = self.bury_spent(events).await?;
         let token = Uuid::new_v4();
         let rows = sqlx::query(
-            "WITH claimed AS (
-                 UPDATE deliveries
+            "WITH due AS (
+                 SELECT d.event_id, d.destination, e.source
+                 FROM deliveries d JOIN events e ON e.id = d.event_id
+                 -- Found through deliveries_pending by event id (migration 0011 says why).
+                 WHERE d.event_id = ANY($1) AND d.state = 'pending'
+                   AND d.attempts < d.max_attempts AND d.next_attempt_at <= now()
+                   AND (d.lease_until IS NULL OR d.lease_until < now())
+             ), held AS (
+                 -- Due deliveries whose destination is paused, not closed, or draining
+                 -- (migration 0013): only these can wait.
+                 SELECT u.event_id, u.destination, u.source, g.paused, g.state, g.drain_after
+                 FROM due u JOIN destinations g
+                     ON g.source = u.source AND g.destination = u.destination
+                 WHERE g.paused OR g.state <> 'closed' OR g.drain_after IS NOT NULL
+             ), probing AS (
+                 -- A breaker whose cool-down is over lets one probe through, under a lease.
+                 UPDATE destinations g
+                 SET state = 'half_open', probe_until = now() + make_interval(secs => $2),
+                     changed_at = now()
+                 FROM (SELECT DISTINCT source, destination FROM held) h
+                 WHERE g.source = h.source AND g.destination = h.destination AND NOT g.paused
+                   AND g.state <> 'closed' AND g.open_until <= now()
+                   AND (g.probe_until IS NULL OR g.probe_until < now())
+                 RETURNING g.source, g.destination
+             ), probe AS (
+                 SELECT DISTINCT ON (h.source, h.destination) h.event_id, h.destination
+                 FROM held h JOIN probing p USING (source, destination)
+                 ORDER BY h.source, h.destination, h.event_id
+             ), waiting AS (
+                 SELECT h.event_id, h.destination FROM held h
+                 WHERE (h.paused OR h.state <> 'closed' OR h.event_id > h.drain_after)
+                   AND NOT EXISTS (SELECT 1 FROM probe p
+                                   WHERE p.event_id = h.event_id AND p.destination = h.destination)
+             ), parked AS (
+                 -- The scheduler owns what waits, and puts it back when its destination
+                 -- delivers again: no worker spins on it, and no attempt is spent.
+                 UPDATE deliveries d SET requeue_at = 'infinity', requeue_check = false
+                 FROM waiting w
+                 WHERE d.event_id = w.event_id AND d.destination = w.destination
+                   AND d.state = 'pending' AND (d.lease_until IS NULL OR d.lease_until < now())
+             ), claimed AS (
+                 UPDATE deliveries d
                  SET lease_until = now() + make_interval(secs => $2),
                      lease_token = $3,
                      -- Should this worker die, the scheduler requeues the delivery then.
@@ -27,10 +69,11 @@ impl Store {
                      attempts = attempts + 1,
                      first_attempt_at = coalesce(first_attempt_at, now()),
                      last_attempt_at = now()
-                 -- Found through deliveries_pending by event id (migration 0011 says why).
                  WHERE event_id = ANY($1) AND state = 'pending' AND attempts < max_attempts
                    AND next_attempt_at <= now()
                    AND (lease_until IS NULL OR lease_until < now())
+                   AND NOT EXISTS (SELECT 1 FROM waiting w
+                                   WHERE w.event_id = d.event_id AND w.destination = d.destination)
                  RETURNING event_id, destination, attempts, max_attempts
              )
              SELECT c.event_id, c.destination, c.attempts, c.max_attempts, e.source, e.payload,

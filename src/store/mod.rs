@@ -2,9 +2,11 @@
 
 pub mod admin_actions;
 pub mod alerts;
+pub mod breaker;
 pub mod claim;
 pub mod dead_letters;
 pub mod deliveries;
+pub mod destinations;
 pub mod events;
 pub mod leader;
 pub mod operations;

@@ -1,6 +1,7 @@
 //! Recording outcomes: the attempts of many claims, their deliveries' new states, their dead
-//! letters and their events' statuses, in one transaction of two statements.
+//! letters, their events' statuses and their destinations' breakers, in one transaction.
 
+use super::breaker::{Breakers, Tallies};
 use super::deliveries::{Attempt, ClaimedEvent, FailureKind, Next, settle_events, storable};
 use super::{Store, StoreError};
 use std::collections::HashSet;
@@ -70,8 +71,13 @@ fn column<'r, T>(rows: &'r [Row], field: impl Fn(&'r Row) -> T) -> Vec<T> {
 impl Store {
     /// Records the attempts of `outcomes` and settles their events' statuses, in one
     /// transaction. A delivery whose lease was lost meanwhile (its worker was too slow and
-    /// another took over) is left to its new owner. Returns how many dead letters were written.
-    pub async fn record(&self, outcomes: &[Outcome<'_>]) -> Result<u32, StoreError> {
+    /// another took over) is left to its new owner, and counts for no breaker. Returns how many
+    /// dead letters were written.
+    pub async fn record(
+        &self,
+        outcomes: &[Outcome<'_>],
+        breakers: &Breakers,
+    ) -> Result<u32, StoreError> {
         let mut rows: Vec<Row> = outcomes
             .iter()
             .flat_map(|o| o.attempts.iter().map(|a| Row::new(o.event, a)))
@@ -143,6 +149,15 @@ impl Store {
                 tracing::warn!(event = %row.event_id, destination = %row.destination, "lease lost before the outcome was recorded; the new owner decides");
             }
         }
+        let mut tallies = Tallies::default();
+        for outcome in outcomes {
+            for attempt in outcome.attempts {
+                if owned.contains(&(outcome.event.event_id, attempt.destination.as_str())) {
+                    tallies.add(&outcome.event.source, attempt);
+                }
+            }
+        }
+        tallies.apply(&mut tx, breakers).await?;
         let mut events: Vec<Uuid> = outcomes.iter().map(|o| o.event.event_id).collect();
         events.sort_unstable();
         events.dedup();

@@ -46,10 +46,12 @@ impl Routes {
 
     /// The pairs as two parallel arrays, for `unnest`.
     pub(super) fn columns(&self) -> (Vec<&str>, Vec<&str>) {
-        self.budgets
-            .keys()
-            .map(|(s, d)| (s.as_str(), d.as_str()))
-            .unzip()
+        self.pairs().unzip()
+    }
+
+    /// Every configured (source, destination) pair, in no particular order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.budgets.keys().map(|(s, d)| (s.as_str(), d.as_str()))
     }
 }
 

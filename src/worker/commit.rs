@@ -7,6 +7,7 @@ use super::record;
 use crate::queue::Entry;
 use crate::queue::stream::Streams;
 use crate::store::Store;
+use crate::store::breaker::Breakers;
 use crate::store::deliveries::{Attempt, ClaimedEvent};
 use crate::store::outcomes::Outcome;
 use tokio::sync::{mpsc, oneshot};
@@ -28,10 +29,10 @@ pub struct Committer {
 
 impl Committer {
     /// Starts the committing task; it ends once the committer is dropped.
-    pub fn spawn(store: Store, streams: Streams) -> Self {
+    pub fn spawn(store: Store, streams: Streams, breakers: Breakers) -> Self {
         // Unbounded, yet bounded by the worker's permits: each pending outcome holds one.
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(store, streams, rx));
+        tokio::spawn(run(store, streams, breakers, rx));
         Self { queue }
     }
 
@@ -51,7 +52,12 @@ impl Committer {
     }
 }
 
-async fn run(store: Store, streams: Streams, mut queue: mpsc::UnboundedReceiver<Pending>) {
+async fn run(
+    store: Store,
+    streams: Streams,
+    breakers: Breakers,
+    mut queue: mpsc::UnboundedReceiver<Pending>,
+) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -60,18 +66,18 @@ async fn run(store: Store, streams: Streams, mut queue: mpsc::UnboundedReceiver<
                 Err(_) => break,
             }
         }
-        commit(&store, &streams, batch).await;
+        commit(&store, &streams, &breakers, batch).await;
     }
 }
 
-async fn commit(store: &Store, streams: &Streams, batch: Vec<Pending>) {
+async fn commit(store: &Store, streams: &Streams, breakers: &Breakers, batch: Vec<Pending>) {
     let outcomes: Vec<Outcome> = (batch.iter())
         .map(|p| Outcome {
             event: &p.event,
             attempts: &p.attempts,
         })
         .collect();
-    let settled = match store.record(&outcomes).await {
+    let settled = match store.record(&outcomes, breakers).await {
         Ok(_) => vec![true; batch.len()],
         // One outcome Postgres refuses must not hold the others back: each is then recorded
         // on its own, with the retries and fallbacks of `record::settle`.
@@ -79,7 +85,7 @@ async fn commit(store: &Store, streams: &Streams, batch: Vec<Pending>) {
             tracing::debug!(%error, outcomes = batch.len(), "recording a batch of outcomes failed; recording each on its own");
             let each = batch
                 .iter()
-                .map(|p| record::settle(store, &p.event, &p.attempts));
+                .map(|p| record::settle(store, breakers, &p.event, &p.attempts));
             futures::future::join_all(each).await
         }
     };

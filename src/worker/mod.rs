@@ -15,6 +15,7 @@ use crate::queue::reader::GroupReader;
 use crate::queue::stream::Streams;
 use crate::queue::{Entry, QueueError};
 use crate::store::Store;
+use crate::store::breaker::Breakers;
 use crate::store::deliveries::{Attempt, Claimed, ClaimedEvent, Claims, FailureKind, Next};
 use crate::store::pipeline::Buried;
 use crate::store::routes;
@@ -72,7 +73,7 @@ impl Worker {
             consumer,
             permits: Arc::new(Semaphore::new(config.worker.concurrency)),
             deliverer: Deliverer::new(&config, streams.clone()),
-            committer: Committer::spawn(store.clone(), streams.clone()),
+            committer: Committer::spawn(store.clone(), streams.clone(), Breakers::new(&config)),
             config,
             store,
             streams,

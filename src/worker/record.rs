@@ -4,6 +4,7 @@
 //! each attempt is recorded on its own, and one still refused ends as a `pipeline` dead letter.
 
 use super::buried;
+use crate::store::breaker::Breakers;
 use crate::store::deliveries::{Attempt, ClaimedEvent, Next};
 use crate::store::outcomes::Outcome;
 use crate::store::{Store, StoreError};
@@ -17,11 +18,16 @@ const FIRST_PAUSE: Duration = Duration::from_millis(100);
 /// Records `attempts`, or dead-letters those whose outcome Postgres refuses. Returns whether
 /// every delivery is settled, so that the entry can be finished; `false` leaves it pending to
 /// be reclaimed (Postgres unreachable, or its lease lost meanwhile).
-pub async fn settle(store: &Store, event: &ClaimedEvent, attempts: &[Attempt]) -> bool {
+pub async fn settle(
+    store: &Store,
+    breakers: &Breakers,
+    event: &ClaimedEvent,
+    attempts: &[Attempt],
+) -> bool {
     let mut pause = FIRST_PAUSE;
     let mut tries = 1;
     let error = loop {
-        match store.record(&[Outcome { event, attempts }]).await {
+        match store.record(&[Outcome { event, attempts }], breakers).await {
             Ok(_) => return true,
             Err(error) if tries == TRIES => break error,
             Err(error) => {
@@ -43,7 +49,7 @@ pub async fn settle(store: &Store, event: &ClaimedEvent, attempts: &[Attempt]) -
             event,
             attempts: std::slice::from_ref(attempt),
         };
-        let error = match store.record(&[alone]).await {
+        let error = match store.record(&[alone], breakers).await {
             Ok(_) => continue,
             Err(error) => error,
         };
