@@ -53,20 +53,13 @@ impl Store {
     }
 
     /// Like [`Store::connect_lazy`], but commits do not wait for the WAL flush
-    /// (`synchronous_commit = off`), and every statement is planned for its parameters. For
-    /// the worker's bookkeeping only: a commit lost in a Postgres crash (the last few hundred
-    /// milliseconds) leaves a delivery pending or its lease to run out, and it is delivered
-    /// again (at least once, never lost); the events themselves are always written through a
-    /// synchronous pool.
+    /// (`synchronous_commit = off`). For the worker's bookkeeping only: a commit lost in a
+    /// Postgres crash (the last few hundred milliseconds) leaves a delivery pending or its
+    /// lease to run out, and it is delivered again (at least once, never lost); the events
+    /// themselves are always written through a synchronous pool.
     pub fn connect_lazy_relaxed(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url.parse()?;
-        // Custom plans too: the worker's statements find rows by `= ANY($1)` over arrays of
-        // tens of ids, which a generic plan (no array length known) estimates at 2.5 % of the
-        // table, and at a million pending deliveries it then scans whole tables for a batch.
-        let options = options.options([
-            ("synchronous_commit", "off"),
-            ("plan_cache_mode", "force_custom_plan"),
-        ]);
+        let options = options.options([("synchronous_commit", "off")]);
         Self::lazy(options, max_connections)
     }
 

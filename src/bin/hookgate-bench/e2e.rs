@@ -337,6 +337,7 @@ pub async fn run(setup: &Setup, plan: &E2ePlan) -> Result<Vec<E2eReport>, E2eErr
         ingest.print(&format!("e2e w{workers} backlog ingest"));
         warnings += receiver.problems().len();
         receiver.stop().await;
+        setup.analyze().await?;
         let started = Instant::now();
         let worker = setup.start(Role::Work, Some(&sink.url), workers).await?;
         let phase = format!("e2e w{workers} drain");
