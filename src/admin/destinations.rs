@@ -45,12 +45,10 @@ pub async fn pause(
     State(admin): State<Arc<Admin>>,
     Id((source, name)): Id<(String, String)>,
 ) -> Result<Json<DestinationStatus>, ApiError> {
+    let actor = auth.actor();
     let routes = admin.replayer.routes();
-    let changed = admin
-        .store
-        .pause(routes, &source, &name, &auth.actor())
-        .await?;
-    respond(&admin, &auth.actor(), "paused", changed, &source, &name).await
+    let changed = (admin.store.pause(routes, &source, &name, &actor)).await?;
+    respond(&admin, &actor, "paused", changed, &source, &name).await
 }
 
 /// `POST /v1/destinations/{source}/{name}/resume`: 200 with the destination; what waited is
@@ -60,12 +58,10 @@ pub async fn resume(
     State(admin): State<Arc<Admin>>,
     Id((source, name)): Id<(String, String)>,
 ) -> Result<Json<DestinationStatus>, ApiError> {
+    let actor = auth.actor();
     let routes = admin.replayer.routes();
-    let changed = admin
-        .store
-        .resume(routes, &source, &name, &auth.actor())
-        .await?;
-    respond(&admin, &auth.actor(), "resumed", changed, &source, &name).await
+    let changed = (admin.store.resume(routes, &source, &name, &actor)).await?;
+    respond(&admin, &actor, "resumed", changed, &source, &name).await
 }
 
 async fn respond(
