@@ -1,7 +1,7 @@
 //! How far hookgate's group has read a source's stream.
 
 use super::stream::Streams;
-use super::trim::{Fields, field};
+use super::trim::field;
 use super::{GROUP, QueueError};
 
 impl Streams {
@@ -10,15 +10,7 @@ impl Streams {
     /// group's last delivered id.
     pub async fn read_through(&self, source: &str) -> Result<bool, QueueError> {
         let key = self.events_key(source);
-        let groups: Vec<Fields> = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&key)
-            .query_async(&mut self.conn())
-            .await
-            .or_else(|e| match e.detail() {
-                Some("no such key") => Ok(Vec::new()),
-                _ => Err(e),
-            })?;
+        let groups = self.group_infos(&key).await?;
         let ours = groups
             .iter()
             .find(|g| field::<String>(g, "name").as_deref() == Some(GROUP));

@@ -78,7 +78,7 @@ impl std::fmt::Display for StreamId {
 }
 
 /// One group or consumer as `XINFO` describes it.
-pub(super) type Fields = HashMap<String, Value>;
+type Fields = HashMap<String, Value>;
 
 pub(super) fn field<T: FromRedisValue>(fields: &Fields, name: &str) -> Option<T> {
     fields
@@ -142,17 +142,22 @@ impl Streams {
         Ok(Trimmed { groups, held_by })
     }
 
-    async fn groups(&self, key: &str) -> Result<Vec<GroupState>, QueueError> {
-        let infos: Vec<Fields> = redis::cmd("XINFO")
+    /// `XINFO GROUPS` of `key`: none while the stream does not exist.
+    pub(super) async fn group_infos(&self, key: &str) -> Result<Vec<Fields>, QueueError> {
+        Ok(redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(key)
             .query_async(&mut self.conn())
             .await
             .or_else(|e| match e.detail() {
-                // No event published to the stream yet: nothing to trim.
                 Some("no such key") => Ok(Vec::new()),
                 _ => Err(e),
-            })?;
+            })?)
+    }
+
+    async fn groups(&self, key: &str) -> Result<Vec<GroupState>, QueueError> {
+        // No event published to the stream yet: nothing to trim.
+        let infos = self.group_infos(key).await?;
         let mut groups = Vec::with_capacity(infos.len());
         for info in infos {
             let name: String = field(&info, "name").unwrap_or_default();
