@@ -3,6 +3,7 @@
 
 use crate::admin::Admin;
 use crate::config::Config;
+use crate::live::{Hub, Limits};
 use crate::operations::Runner;
 use crate::queue::stream::Streams;
 use crate::receiver::{self, Batcher, IngestBudget, Receiver, TypeLabels};
@@ -102,12 +103,15 @@ impl Gateway {
         // runner died, so one started anywhere survives any one restart.
         let runner = Arc::new(Runner::new(store.clone(), replayer.clone()));
         let operations = tokio::spawn(runner.clone().run(leading, shutdown.clone()));
+        // One reader of the live status stream for all of this process's SSE clients.
+        let (hub, hub_task) = Hub::spawn(store.clone(), Limits::default(), shutdown.clone());
         let admin_api = Arc::new(Admin::new(
             &config,
             metrics.clone(),
             store.clone(),
             replayer,
             runner,
+            hub,
         ));
         let worker = roles.worker.then(|| {
             Worker::spawn(
@@ -172,6 +176,7 @@ impl Gateway {
             }
             upkeep.await?;
             operations.await?;
+            hub_task.await?;
             Ok(())
         });
         tracing::info!(?public_addr, %admin_addr, ?roles, "hookgate started");

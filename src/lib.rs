@@ -10,6 +10,7 @@ pub mod edge;
 pub mod event_id;
 pub mod event_type;
 pub mod leader;
+pub mod live;
 pub mod operations;
 pub mod problem;
 pub mod queue;

@@ -60,6 +60,8 @@ enum Command {
         #[command(subcommand)]
         command: hookgate::cli::destinations::DestinationsCommand,
     },
+    /// Follow changes of events and deliveries as they happen, one line each.
+    Tail(hookgate::cli::tail::TailArgs),
     /// Delete what retention no longer keeps, now (`run`), or show what would go (`--dry-run`).
     Retention {
         #[command(subcommand)]
@@ -90,6 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Events { .. }
             | Command::AdminActions { .. }
             | Command::Destinations { .. }
+            | Command::Tail(_)
     ) {
         telemetry::init_tracing(cli.log_format);
     }
@@ -115,6 +118,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Destinations { command } => {
                 return hookgate::cli::destinations::run(&config, command).await;
             }
+            Command::Tail(args) => return hookgate::cli::tail::run(&config, args).await,
             Command::Retention { command } => {
                 return hookgate::cli::retention::run(&config, command).await;
             }

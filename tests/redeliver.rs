@@ -102,11 +102,12 @@ async fn event_status(env: &TestEnv, event: Uuid) -> String {
         .unwrap()
 }
 
-/// The audit trail of the event itself (not of its deliveries): `(from, to, reason)`.
+/// The audit trail of the event itself (not of its deliveries), after its arrival:
+/// `(from, to, reason)`.
 async fn event_transitions(env: &TestEnv, event: Uuid) -> Vec<(String, String, String)> {
     sqlx::query_as(
         "SELECT from_state, to_state, reason FROM event_transitions
-         WHERE event_id = $1 AND destination IS NULL ORDER BY id",
+         WHERE event_id = $1 AND destination IS NULL AND from_state IS NOT NULL ORDER BY id",
     )
     .bind(event)
     .fetch_all(&env.db)

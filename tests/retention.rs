@@ -51,8 +51,8 @@ async fn pass(store: &Store, policy: &Policy) -> Deleted {
 }
 
 /// A delivered event of `source` received `age` ago (an SQL interval), with a delivery to each
-/// of `destinations` that succeeded at attempt `attempts`. The audit triggers record one
-/// transition per delivery and one for the event.
+/// of `destinations` that succeeded at attempt `attempts`. The audit triggers record its
+/// arrival, one transition per delivery and one for the event.
 async fn delivered_event(
     db: &PgPool,
     source: &str,
@@ -145,19 +145,19 @@ async fn settled_events_past_retention_go_with_their_deliveries_attempts_and_tra
     let store = store(&env).await;
     let old = delivered_event(&env.db, "short", &["ci", "audit"], 2, "2 hours").await;
     let young = delivered_event(&env.db, "short", &["ci", "audit"], 2, "10 minutes").await;
-    assert_eq!(rows(&env.db, old).await, [1, 2, 4, 3, 0]);
+    assert_eq!(rows(&env.db, old).await, [1, 2, 4, 4, 0]);
 
     let deleted = pass(&store, &policy(&env)).await;
 
     assert_eq!(rows(&env.db, old).await, [0; 5]);
-    assert_eq!(rows(&env.db, young).await, [1, 2, 4, 3, 0]);
+    assert_eq!(rows(&env.db, young).await, [1, 2, 4, 4, 0]);
     assert_eq!(
         deleted,
         Deleted {
             events: 1,
             deliveries: 2,
             delivery_attempts: 4,
-            event_transitions: 3,
+            event_transitions: 4,
             dead_letters: 0,
         }
     );
@@ -225,7 +225,7 @@ async fn dead_letters_and_their_events_stay_whole_until_dead_letter_retention() 
     let (letter, event) = dead_letter(&env.db, "short", "90 minutes", "3 hours").await;
 
     assert_eq!(pass(&store, &policy).await, Deleted::default());
-    assert_eq!(rows(&env.db, event).await, [1, 1, 0, 0, 1]);
+    assert_eq!(rows(&env.db, event).await, [1, 1, 0, 1, 1]);
     let shown = store.dead_letter(letter).await.unwrap();
     assert_eq!(
         shown.summary.event_id, event,
@@ -244,6 +244,7 @@ async fn dead_letters_and_their_events_stay_whole_until_dead_letter_retention() 
         Deleted {
             events: 1,
             deliveries: 1,
+            event_transitions: 1,
             dead_letters: 1,
             ..Deleted::default()
         },
@@ -370,7 +371,7 @@ async fn a_dry_run_prints_what_a_pass_would_delete_and_deletes_nothing() {
         ("events", 2),
         ("deliveries", 2),
         ("delivery_attempts", 1),
-        ("event_transitions", 2),
+        ("event_transitions", 4),
         ("dead_letters", 1),
     ]);
 
@@ -478,7 +479,7 @@ async fn a_worker_runs_passes_and_counts_what_they_delete_by_table() {
         ("events", 3),
         ("deliveries", 5),
         ("delivery_attempts", 8),
-        ("event_transitions", 6),
+        ("event_transitions", 9),
         ("dead_letters", 1),
     ]);
     let http = reqwest::Client::new();
@@ -541,7 +542,7 @@ async fn a_worker_runs_passes_and_counts_what_they_delete_by_table() {
         passes.iter().any(|p| p["events"] == 3
             && p["deliveries"] == 5
             && p["delivery_attempts"] == 8
-            && p["event_transitions"] == 6
+            && p["event_transitions"] == 9
             && p["dead_letters"] == 1),
         "no log line of the pass that deleted the rows in:\n{logs}"
     );

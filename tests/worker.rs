@@ -500,6 +500,8 @@ async fn a_dead_letter_replayed_after_the_destination_heals_is_delivered() {
     assert_eq!(
         reasons,
         vec![
+            (None, "pending", "received"),
+            (Some("billing"), "pending", "retry scheduled"),
             (Some("billing"), "dead", "attempts exhausted (2)"),
             (None, "dead_lettered", "a delivery was dead-lettered"),
             (Some("billing"), "pending", "replayed"),

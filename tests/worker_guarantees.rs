@@ -170,7 +170,7 @@ async fn the_audit_trigger_refuses_to_move_a_delivered_delivery_or_event_back() 
         assert!(error.to_string().contains(refusal), "{impossible}: {error}");
     }
 
-    let audited: Vec<(Option<String>, String, String)> = sqlx::query_as(
+    let audited: Vec<(Option<String>, Option<String>, String)> = sqlx::query_as(
         "SELECT destination, from_state, to_state FROM event_transitions ORDER BY id",
     )
     .fetch_all(&env.db)
@@ -179,11 +179,15 @@ async fn the_audit_trigger_refuses_to_move_a_delivered_delivery_or_event_back() 
     let delivered = |destination: Option<&str>| {
         (
             destination.map(str::to_string),
-            "pending".to_string(),
+            Some("pending".to_string()),
             "delivered".to_string(),
         )
     };
-    assert_eq!(audited, [delivered(Some("billing")), delivered(None)]);
+    let received = (None, None, "pending".to_string());
+    assert_eq!(
+        audited,
+        [received, delivered(Some("billing")), delivered(None)]
+    );
 }
 
 #[tokio::test]

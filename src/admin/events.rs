@@ -5,6 +5,7 @@ use super::auth::{Authorized, Read};
 use super::error::ApiError;
 use super::params::{self, Id, Listing, Page, Params};
 use crate::store::Keyset;
+use crate::store::received::ReceivedRequest;
 use crate::store::status::{DeliveryStatus, EventFilter, EventStatus, EventSummary};
 use axum::Json;
 use axum::extract::State;
@@ -86,6 +87,18 @@ pub async fn show(
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     Ok((headers, Json(status)))
+}
+
+/// `GET /v1/events/{id}/request`: the request as received, headers and payload.
+pub async fn request(
+    _: Authorized<Read>,
+    State(admin): State<Arc<Admin>>,
+    Id(id): Id<Uuid>,
+) -> Result<Json<ReceivedRequest>, ApiError> {
+    let request = admin.store.received_request(id).await?;
+    request
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no event {id}")))
 }
 
 /// Seconds until the earliest pending delivery is due (at least 1), `None` when none is pending.

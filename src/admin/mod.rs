@@ -10,8 +10,10 @@ mod events;
 mod operations;
 mod params;
 mod redeliver;
+mod stream;
 
 use crate::config::{Config, Scope};
+use crate::live::Hub;
 use crate::operations::Runner;
 use crate::problem::Problem;
 use crate::replay::Replayer;
@@ -39,6 +41,7 @@ pub struct Admin {
     store: Store,
     replayer: Arc<Replayer>,
     runner: Arc<Runner>,
+    hub: Arc<Hub>,
 }
 
 impl Admin {
@@ -48,6 +51,7 @@ impl Admin {
         store: Store,
         replayer: Arc<Replayer>,
         runner: Arc<Runner>,
+        hub: Arc<Hub>,
     ) -> Self {
         Self {
             tokens: Tokens::new(&config.admin_tokens),
@@ -56,6 +60,7 @@ impl Admin {
             store,
             replayer,
             runner,
+            hub,
         }
     }
 }
@@ -109,6 +114,9 @@ fn routes() -> Vec<Route> {
         route(Post, "/v1/events/redeliver", operations::start_redeliver),
         route(Get, "/v1/events/{id}", events::show),
         route(Post, "/v1/events/{id}/redeliver", redeliver::redeliver),
+        route(Get, "/v1/events/{id}/request", events::request),
+        route(Get, "/v1/events/{id}/stream", stream::event),
+        route(Get, "/v1/stream", stream::all),
         route(Get, "/v1/dead-letters", dead_letters::list),
         route(Post, "/v1/dead-letters/replay", operations::start_replay),
         route(Get, "/v1/dead-letters/{id}", dead_letters::show),

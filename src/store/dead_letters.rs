@@ -140,17 +140,25 @@ impl serde::Serialize for DeadLetter {
             #[serde(skip_serializing_if = "Option::is_none")]
             payload_base64: Option<String>,
         }
-        let text = std::str::from_utf8(&self.payload).ok();
+        let (payload, payload_base64) = shown_payload(&self.payload);
         Shown {
             summary: &self.summary,
             external_id: &self.external_id,
             received_at: self.received_at,
             event_status: &self.event_status,
             headers: &self.headers,
-            payload: text,
-            payload_base64: text.is_none().then(|| BASE64.encode(&self.payload)),
+            payload,
+            payload_base64,
         }
         .serialize(serializer)
+    }
+}
+
+/// A payload for JSON: as text when it is UTF-8, else as base64.
+pub(super) fn shown_payload(payload: &[u8]) -> (Option<&str>, Option<String>) {
+    match std::str::from_utf8(payload) {
+        Ok(text) => (Some(text), None),
+        Err(_) => (None, Some(BASE64.encode(payload))),
     }
 }
 

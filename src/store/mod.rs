@@ -13,11 +13,13 @@ pub mod operations;
 pub mod outcomes;
 pub mod pipeline;
 pub mod purge;
+pub mod received;
 pub mod redeliver;
 pub mod requeue;
 pub mod retention;
 pub mod routes;
 pub mod status;
+pub mod transitions;
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

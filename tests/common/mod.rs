@@ -10,6 +10,7 @@ pub mod raw;
 pub mod seed;
 pub mod sign;
 pub mod sink;
+pub mod sse;
 pub mod tls;
 pub mod tokens;
 
