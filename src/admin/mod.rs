@@ -3,6 +3,7 @@
 
 mod admin_actions;
 mod auth;
+mod console;
 mod dead_letters;
 mod destinations;
 mod error;
@@ -103,8 +104,9 @@ where
     }
 }
 
-/// Every admin route. The router is built from this table alone, so holding the table against
-/// docs/admin-openapi.json (the tests below) covers everything the listener can route.
+/// Every admin API route. The router is built from this table (and the console's static
+/// assets) alone, so holding the table against docs/admin-openapi.json (the tests below)
+/// covers everything the API can route.
 fn routes() -> Vec<Route> {
     use Verb::{Delete, Get, Post};
     vec![
@@ -147,6 +149,8 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .fold(Router::new(), |router, r| {
             router.route(r.path, (r.handler)(r.verb.filter()))
         })
+        // The console is static assets over the same API, outside the API's contract.
+        .merge(console::router())
         .fallback(|| async { Problem::not_found("no such admin route; see /v1/openapi.json") })
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
         .with_state(admin)

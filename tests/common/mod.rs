@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod admin;
+pub mod browser;
 pub mod cli;
 pub mod delivery;
 pub mod procs;
