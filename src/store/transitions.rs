@@ -198,21 +198,25 @@ pub struct Scope {
 #[derive(Debug)]
 pub struct Page {
     pub changes: Vec<Change>,
-    /// Where the next read starts: past the last change, or, once nothing more is final,
-    /// past every change of the transactions older than the snapshot's `xmin`.
+    /// Where the next read starts: past the last change, and, once nothing more is final,
+    /// past every change of the transactions older than the rows' snapshot's `xmin`; where
+    /// the read started when it found nothing.
     pub next: Position,
     /// Whether changes were left for the next read (the page was full).
     pub more: bool,
 }
 
 impl Page {
-    fn new(rows: Vec<Row>, after: Position, limit: i64, xmin: i64) -> Self {
+    fn new(rows: Vec<Row>, after: Position, limit: i64) -> Self {
         let more = rows.len() as i64 == limit;
+        // Only the rows' own snapshot may move the position past them to its xmin: a later
+        // snapshot's xmin could pass a change that committed after these rows were read.
+        let xmin = rows.first().map(|r| r.xmin);
         let changes: Vec<Change> = rows.into_iter().map(Change::from).collect();
-        let last = changes.last().map_or(after, |c| c.position);
-        let next = match more {
-            true => last,
-            false => last.max(Position::below(xmin)).max(after),
+        let next = match (changes.last(), xmin) {
+            (Some(last), _) if more => last.position,
+            (Some(last), Some(xmin)) => last.position.max(Position::below(xmin)),
+            _ => after,
         };
         Self {
             changes,
@@ -286,12 +290,7 @@ impl Store {
                 .await?
             }
         };
-        // No row, no xmin from it: ask again (a later snapshot only moves it forward).
-        let xmin = match rows.first() {
-            Some(row) => row.xmin,
-            None => sqlx::query_scalar(xmin!()).fetch_one(&self.pool).await?,
-        };
-        Ok(Page::new(rows, after, limit, xmin))
+        Ok(Page::new(rows, after, limit))
     }
 }
 

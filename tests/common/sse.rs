@@ -68,14 +68,20 @@ impl SseClient {
         }
     }
 
-    /// The next event, skipping comments; the stream must not end first.
+    /// The next event, skipping comments (heartbeats would otherwise keep a test waiting for
+    /// ever); the stream must not end first.
     pub async fn event(&mut self) -> SseEvent {
-        loop {
-            match self.frame().await.expect("the stream ended") {
-                Frame::Event(event) => return event,
-                Frame::Comment(_) => {}
+        let next = async {
+            loop {
+                match self.frame().await.expect("the stream ended") {
+                    Frame::Event(event) => return event,
+                    Frame::Comment(_) => {}
+                }
             }
-        }
+        };
+        tokio::time::timeout(PATIENCE, next)
+            .await
+            .expect("no event from the stream in time")
     }
 }
 
