@@ -7,6 +7,7 @@ mod edge;
 mod interpolate;
 mod retention;
 mod source;
+mod throttle;
 mod tls;
 mod units;
 
@@ -15,6 +16,8 @@ pub use delivery::{Breaker, Destination, RetryPolicy, Target, WorkerConfig};
 pub use edge::{DEFAULT_MAX_CONNECTIONS, EdgeConfig};
 pub use retention::Retention;
 pub use source::{Provider, Source};
+pub use throttle::Throttle;
+pub use units::Rate;
 
 use crate::tls::TlsSettings;
 use serde::Deserialize;

@@ -14,6 +14,7 @@ pub mod epoch;
 pub mod progress;
 pub mod reader;
 pub mod stream;
+pub mod throttle;
 pub mod trim;
 
 use uuid::Uuid;

@@ -74,9 +74,11 @@ impl Store {
                    AND (lease_until IS NULL OR lease_until < now())
                    AND NOT EXISTS (SELECT 1 FROM waiting w
                                    WHERE w.event_id = d.event_id AND w.destination = d.destination)
-                 RETURNING event_id, destination, attempts, max_attempts
+                 RETURNING event_id, destination, attempts, max_attempts,
+                           extract(epoch FROM throttle_slot - now())::float8 AS throttle_slot
              )
-             SELECT c.event_id, c.destination, c.attempts, c.max_attempts, e.source, e.payload,
+             SELECT c.event_id, c.destination, c.attempts, c.max_attempts, c.throttle_slot,
+                    e.source, e.payload,
                     (SELECT h->>1 FROM jsonb_array_elements(e.headers) h
                      WHERE h->>0 = 'content-type' LIMIT 1) AS content_type
              FROM claimed c JOIN events e ON e.id = c.event_id",
@@ -93,6 +95,7 @@ impl Store {
                 destination: row.try_get("destination")?,
                 attempt: row.try_get("attempts")?,
                 max_attempts: row.try_get("max_attempts")?,
+                throttle_slot: row.try_get("throttle_slot")?,
             };
             match claimed.get_mut(&event_id) {
                 Some(event) => event.deliveries.push(delivery),

@@ -18,6 +18,9 @@ pub struct Claimed {
     /// This attempt's number, from 1.
     pub attempt: i32,
     pub max_attempts: i32,
+    /// A throttled destination's slot reserved for this delivery when it was deferred, in
+    /// seconds from the claim (negative once past).
+    pub throttle_slot: Option<f64>,
 }
 
 /// What a claim did.
@@ -84,6 +87,12 @@ pub enum Next {
     Delivered,
     RetryIn(Duration),
     DeadLetter,
+    /// Not attempted: its destination's throttle said wait. No attempt is spent; it is claimed
+    /// again in `requeue_in`, and then goes at its reserved rate slot, if it has one.
+    Throttled {
+        requeue_in: Duration,
+        slot_in: Option<Duration>,
+    },
 }
 
 /// `text` as a Postgres `text` value takes it: NUL (refused there) becomes U+FFFD, and at most

@@ -6,6 +6,7 @@ mod commit;
 mod deliver;
 mod reclaim;
 mod record;
+mod throttle;
 mod trace;
 
 pub use deliver::Deliverer;
@@ -25,6 +26,7 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
+use throttle::{Plan, Throttles};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +43,7 @@ pub struct Worker {
     store: Store,
     streams: Streams,
     deliverer: Deliverer,
+    throttles: Throttles,
     committer: Committer,
     /// This process's consumer name in the group.
     consumer: String,
@@ -73,6 +76,7 @@ impl Worker {
             consumer,
             permits: Arc::new(Semaphore::new(config.worker.concurrency)),
             deliverer: Deliverer::new(&config, streams.clone()),
+            throttles: Throttles::new(&config, streams.clone()),
             committer: Committer::spawn(store.clone(), streams.clone(), Breakers::new(&config)),
             config,
             store,
@@ -221,7 +225,8 @@ impl Worker {
             // entry is finished; its permit is released all the same.
             let source = entry.source.clone();
             let (entry_id, event_id) = (entry.id.clone(), event.event_id);
-            let deliver = AssertUnwindSafe(worker.deliver(entry, event)).catch_unwind();
+            // The permit is released with the task's future, whether it ends or is dropped.
+            let deliver = AssertUnwindSafe(worker.deliver(entry, event, permit)).catch_unwind();
             tokio::select! {
                 outcome = deliver => if outcome.is_err() {
                     metrics::counter!("hookgate_worker_panics_total", "source" => source).increment(1);
@@ -229,20 +234,43 @@ impl Worker {
                 },
                 () = worker.hand_back.cancelled() => {}
             }
-            drop(permit);
         });
     }
 
     /// Makes every claimed delivery of `event` at once, then has the outcome committed (with
     /// other tasks' outcomes) and the entry finished.
-    async fn deliver(&self, entry: Entry, event: ClaimedEvent) {
+    async fn deliver(&self, entry: Entry, event: ClaimedEvent, permit: OwnedSemaphorePermit) {
+        let plans =
+            futures::future::join_all(event.deliveries.iter().map(|d| self.plan(&event, d))).await;
+        // An event waiting for a rate slot gives its place among the worker's deliveries to
+        // others meanwhile: what waits so is bounded by each rate times the throttle's lead.
+        let permit = (!plans.iter().any(Plan::waits)).then_some(permit);
         let attempts =
-            futures::future::join_all(event.deliveries.iter().map(|d| self.attempt(&event, d)))
-                .await;
+            (event.deliveries.iter().zip(plans)).map(|(d, p)| self.attempt(&event, d, p));
+        let attempts = futures::future::join_all(attempts).await;
         self.committer.commit(entry, event, attempts).await;
+        drop(permit);
     }
 
-    async fn attempt(&self, event: &ClaimedEvent, claimed: &Claimed) -> Attempt {
+    async fn plan(&self, event: &ClaimedEvent, claimed: &Claimed) -> Plan {
+        match self.config.source(&event.source) {
+            Some(source) => match source.destination(&claimed.destination) {
+                Some(destination) => {
+                    (self.throttles)
+                        .plan(&source.name, destination, claimed)
+                        .await
+                }
+                None => Plan::Go {
+                    wait: Duration::ZERO,
+                },
+            },
+            None => Plan::Go {
+                wait: Duration::ZERO,
+            },
+        }
+    }
+
+    async fn attempt(&self, event: &ClaimedEvent, claimed: &Claimed, plan: Plan) -> Attempt {
         let source = self.config.source(&event.source);
         let destination = source.and_then(|s| s.destination(&claimed.destination));
         let (Some(source), Some(destination)) = (source, destination) else {
@@ -259,10 +287,27 @@ impl Worker {
                 next: Next::DeadLetter,
             };
         };
+        let wait = match plan {
+            Plan::Go { wait } => wait,
+            deferred => return throttled(claimed, &deferred),
+        };
+        tokio::time::sleep(wait).await;
+        let flight = match (self.throttles)
+            .take_off(&source.name, &destination.name, event)
+            .await
+        {
+            Ok(flight) => flight,
+            Err(deferred) => return throttled(claimed, &deferred),
+        };
         let response = self
             .deliverer
             .deliver(&source.name, destination, event, claimed.attempt)
             .await;
+        if let Some(flight) = flight {
+            (self.throttles)
+                .land(&source.name, &destination.name, flight)
+                .await;
+        }
         let next = next_step(&source.retry, claimed, &response);
         let labels = [
             ("source", source.name.clone()),
@@ -280,6 +325,7 @@ impl Worker {
                 metrics::counter!("hookgate_dead_letters_total", &labels).increment(1);
                 "dead_lettered"
             }
+            Next::Throttled { .. } => unreachable!("an attempt made is never throttled"),
         };
         metrics::counter!("hookgate_deliveries_total", "source" => source.name.clone(), "destination" => destination.name.clone(), "outcome" => outcome).increment(1);
         if let Some((kind, error)) = &response.failure {
@@ -293,6 +339,18 @@ impl Worker {
             failure: response.failure,
             next,
         }
+    }
+}
+
+/// The outcome of a delivery its throttle deferred: no attempt made.
+fn throttled(claimed: &Claimed, plan: &Plan) -> Attempt {
+    Attempt {
+        destination: claimed.destination.clone(),
+        attempt: claimed.attempt,
+        duration: Duration::ZERO,
+        status_code: None,
+        failure: None,
+        next: plan.next().expect("a deferring plan"),
     }
 }
 
