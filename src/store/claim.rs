@@ -19,11 +19,21 @@ impl Store {
         let spent = self.bury_spent(events).await?;
         let token = Uuid::new_v4();
         let rows = sqlx::query(
-            "WITH due AS (
-                 SELECT d.event_id, d.destination, e.source
-                 FROM deliveries d JOIN events e ON e.id = d.event_id
-                 -- Found through deliveries_pending by event id (migration 0011 says why).
+            "WITH locked AS (
+                 -- Every pending delivery of the batch (found through deliveries_pending by
+                 -- event id, migration 0011 says why), locked in key order before anything
+                 -- changes: two claims of overlapping batches (an event enqueued twice, read
+                 -- by two workers) then wait for each other instead of deadlocking.
+                 SELECT d.event_id, d.destination FROM deliveries d
                  WHERE d.event_id = ANY($1) AND d.state = 'pending'
+                 ORDER BY d.event_id, d.destination
+                 FOR UPDATE
+             ), due AS (
+                 SELECT d.event_id, d.destination, e.source
+                 FROM locked l
+                 JOIN deliveries d ON d.event_id = l.event_id AND d.destination = l.destination
+                 JOIN events e ON e.id = d.event_id
+                 WHERE d.state = 'pending'
                    AND d.attempts < d.max_attempts AND d.next_attempt_at <= now()
                    AND (d.lease_until IS NULL OR d.lease_until < now())
              ), held AS (
