@@ -25,6 +25,8 @@ pub struct Destination {
     pub selector: Selector,
     pub breaker: Breaker,
     pub throttle: Throttle,
+    /// One delivery at a time, in the order the events were received.
+    pub ordered: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +221,7 @@ pub(super) struct RawDestination {
     breaker_max_cool_down: Option<String>,
     rate_limit: Option<String>,
     max_in_flight: Option<u32>,
+    ordered: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -333,6 +336,7 @@ impl RawDestination {
             selector,
             breaker,
             throttle,
+            ordered: self.ordered.unwrap_or(false),
         })
     }
 

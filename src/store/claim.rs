@@ -14,8 +14,15 @@ impl Store {
     /// ended without an outcome, so a message that crashes workers, or whose outcome cannot be
     /// recorded, is tried `max_attempts` times, not forever. The claims share one lease token.
     /// A delivery whose destination is paused, or whose breaker is open, is not claimed: it
-    /// waits for the scheduler (see `Store::release_waiting`), its attempts untouched.
-    pub async fn claim(&self, events: &[Uuid], lease: Duration) -> Result<Claims, StoreError> {
+    /// waits for the scheduler (see `Store::release_waiting`), its attempts untouched; so
+    /// does one to an `ordered` destination (`ordered`: `source/destination` keys) that is not
+    /// that destination's head, until the one ahead settles (see `store::ordered`).
+    pub async fn claim(
+        &self,
+        events: &[Uuid],
+        lease: Duration,
+        ordered: &[String],
+    ) -> Result<Claims, StoreError> {
         let spent = self.bury_spent(events).await?;
         let token = Uuid::new_v4();
         let rows = sqlx::query(
@@ -57,11 +64,22 @@ impl Store {
                  SELECT DISTINCT ON (h.source, h.destination) h.event_id, h.destination
                  FROM held h JOIN probing p USING (source, destination)
                  ORDER BY h.source, h.destination, h.event_id
+             ), behind AS (
+                 -- Due deliveries to an ordered destination that are not its head: one
+                 -- received earlier is pending, or another is in flight (store/ordered.rs).
+                 SELECT u.event_id, u.destination FROM due u
+                 WHERE u.source || '/' || u.destination = ANY($4)
+                   AND EXISTS (SELECT 1 FROM deliveries o JOIN events oe ON oe.id = o.event_id
+                               WHERE o.destination = u.destination AND oe.source = u.source
+                                 AND o.state = 'pending' AND o.event_id <> u.event_id
+                                 AND (o.event_id < u.event_id OR o.lease_until > now()))
              ), waiting AS (
                  SELECT h.event_id, h.destination FROM held h
                  WHERE (h.paused OR h.state <> 'closed' OR h.event_id > h.drain_after)
                    AND NOT EXISTS (SELECT 1 FROM probe p
                                    WHERE p.event_id = h.event_id AND p.destination = h.destination)
+                 UNION
+                 SELECT event_id, destination FROM behind
              ), parked AS (
                  -- The scheduler owns what waits, and puts it back when its destination
                  -- delivers again: no worker spins on it, and no attempt is spent.
@@ -96,6 +114,7 @@ impl Store {
         .bind(events)
         .bind(lease.as_secs_f64())
         .bind(token)
+        .bind(ordered)
         .fetch_all(&self.pool)
         .await?;
         let mut claimed: BTreeMap<Uuid, ClaimedEvent> = BTreeMap::new();

@@ -1,8 +1,10 @@
 //! Recording outcomes: the attempts of many claims, their deliveries' new states, their dead
 //! letters, their events' statuses and their destinations' breakers, in one transaction.
 
-use super::breaker::{Breakers, Tallies};
+use super::breaker::Tallies;
 use super::deliveries::{Attempt, ClaimedEvent, FailureKind, Next, settle_events, storable};
+use super::ordered::{self, Enqueue};
+use super::rules::{self, Rules};
 use super::{Store, StoreError};
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -85,13 +87,14 @@ fn column<'r, T>(rows: &'r [Row], field: impl Fn(&'r Row) -> T) -> Vec<T> {
 impl Store {
     /// Records the attempts of `outcomes` and settles their events' statuses, in one
     /// transaction. A delivery whose lease was lost meanwhile (its worker was too slow and
-    /// another took over) is left to its new owner, and counts for no breaker. Returns how many
-    /// dead letters were written.
+    /// another took over) is left to its new owner, and counts for no breaker. Returns the
+    /// events (with their sources) whose ordered destination's next delivery it let go: the
+    /// caller puts them on their streams once this returns.
     pub async fn record(
         &self,
         outcomes: &[Outcome<'_>],
-        breakers: &Breakers,
-    ) -> Result<u32, StoreError> {
+        rules: &Rules,
+    ) -> Result<Vec<(String, Uuid)>, StoreError> {
         let mut rows: Vec<Row> = outcomes
             .iter()
             .flat_map(|o| o.attempts.iter().map(|a| Row::new(o.event, a)))
@@ -182,12 +185,25 @@ impl Store {
                 }
             }
         }
-        tallies.apply(&mut tx, breakers).await?;
+        tallies.apply(&mut tx, &rules.breakers).await?;
+        // An ordered destination whose delivery has ended lets the next one go.
+        let mut ended: Vec<String> = Vec::new();
+        for outcome in outcomes {
+            for attempt in outcome.attempts {
+                let key = rules::ordered_key(&outcome.event.source, &attempt.destination);
+                let owned = owned.contains(&(outcome.event.event_id, attempt.destination.as_str()));
+                let ends = matches!(attempt.next, Next::Delivered | Next::DeadLetter);
+                if owned && ends && rules.ordered.contains(&key) {
+                    ended.push(key);
+                }
+            }
+        }
+        let released = ordered::release_next(&mut tx, &ended, Enqueue::ByCaller).await?;
         let mut events: Vec<Uuid> = outcomes.iter().map(|o| o.event.event_id).collect();
         events.sort_unstable();
         events.dedup();
         settle_events(&mut tx, &events).await?;
         tx.commit().await?;
-        Ok(settled.iter().filter(|(_, _, dead)| *dead).count() as u32)
+        Ok(released)
     }
 }

@@ -16,10 +16,10 @@ use crate::queue::reader::GroupReader;
 use crate::queue::stream::Streams;
 use crate::queue::{Entry, QueueError};
 use crate::store::Store;
-use crate::store::breaker::Breakers;
 use crate::store::deliveries::{Attempt, Claimed, ClaimedEvent, Claims, FailureKind, Next};
 use crate::store::pipeline::Buried;
 use crate::store::routes;
+use crate::store::rules::Rules;
 use commit::Committer;
 use futures::FutureExt;
 use std::collections::HashMap;
@@ -44,6 +44,8 @@ pub struct Worker {
     streams: Streams,
     deliverer: Deliverer,
     throttles: Throttles,
+    /// What claims and outcomes must know of each destination.
+    rules: Rules,
     committer: Committer,
     /// This process's consumer name in the group.
     consumer: String,
@@ -72,12 +74,14 @@ impl Worker {
         consumer: String,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
+        let rules = Rules::new(&config);
         let worker = Arc::new(Self {
             consumer,
             permits: Arc::new(Semaphore::new(config.worker.concurrency)),
             deliverer: Deliverer::new(&config, streams.clone()),
             throttles: Throttles::new(&config, streams.clone()),
-            committer: Committer::spawn(store.clone(), streams.clone(), Breakers::new(&config)),
+            committer: Committer::spawn(store.clone(), streams.clone(), rules.clone()),
+            rules,
             config,
             store,
             streams,
@@ -186,7 +190,7 @@ impl Worker {
         let lease = self.config.worker.visibility_timeout;
         let claims = match ids.is_empty() {
             true => Claims::default(),
-            false => match self.store.claim(&ids, lease).await {
+            false => match self.store.claim(&ids, lease, &self.rules.ordered).await {
                 Ok(claims) => claims,
                 Err(error) => {
                     tracing::warn!(%error, entries = entries.len(), "cannot claim deliveries; the entries will be reclaimed");
