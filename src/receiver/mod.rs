@@ -34,7 +34,10 @@ pub struct Receiver {
 
 pub fn router(receiver: Arc<Receiver>) -> Router {
     Router::new()
-        .route("/webhooks/{source}", post(ingest::ingest))
+        .route(
+            "/webhooks/{source}",
+            post(ingest::ingest).get(handshake::challenge),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
