@@ -6,6 +6,7 @@
 
 pub mod ed25519;
 pub mod github;
+pub mod gitlab;
 pub mod hmac;
 pub mod listed;
 pub mod mac;

@@ -102,6 +102,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::standard::PRESET,
     &super::shopify::PRESET,
     &super::slack::PRESET,
+    &super::gitlab::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
