@@ -15,6 +15,7 @@ pub mod shopify;
 pub mod slack;
 pub mod standard;
 pub mod stripe;
+pub mod twilio;
 
 use axum::http::HeaderMap;
 use std::time::Duration;

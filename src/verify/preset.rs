@@ -103,6 +103,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::shopify::PRESET,
     &super::slack::PRESET,
     &super::gitlab::PRESET,
+    &super::twilio::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
