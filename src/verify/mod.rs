@@ -13,6 +13,7 @@ pub mod mac;
 pub mod preset;
 pub mod shopify;
 pub mod slack;
+pub mod square;
 pub mod standard;
 pub mod stripe;
 pub mod twilio;

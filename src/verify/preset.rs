@@ -104,6 +104,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::slack::PRESET,
     &super::gitlab::PRESET,
     &super::twilio::PRESET,
+    &super::square::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
