@@ -10,6 +10,7 @@ pub mod gitlab;
 pub mod hmac;
 pub mod listed;
 pub mod mac;
+pub mod paddle;
 pub mod preset;
 pub mod shopify;
 pub mod slack;

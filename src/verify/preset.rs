@@ -105,6 +105,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::gitlab::PRESET,
     &super::twilio::PRESET,
     &super::square::PRESET,
+    &super::paddle::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
