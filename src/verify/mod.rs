@@ -8,6 +8,7 @@ pub mod ed25519;
 pub mod github;
 pub mod gitlab;
 pub mod hmac;
+pub mod linear;
 pub mod listed;
 pub mod mac;
 pub mod paddle;

@@ -106,6 +106,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::twilio::PRESET,
     &super::square::PRESET,
     &super::paddle::PRESET,
+    &super::linear::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
