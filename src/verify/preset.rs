@@ -107,6 +107,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::square::PRESET,
     &super::paddle::PRESET,
     &super::linear::PRESET,
+    &super::discord::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
