@@ -108,6 +108,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::paddle::PRESET,
     &super::linear::PRESET,
     &super::discord::PRESET,
+    &super::zoom::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
