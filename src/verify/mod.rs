@@ -20,6 +20,7 @@ pub mod square;
 pub mod standard;
 pub mod stripe;
 pub mod twilio;
+pub mod twitch;
 pub mod zoom;
 
 use axum::http::HeaderMap;

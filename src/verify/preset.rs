@@ -109,6 +109,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::linear::PRESET,
     &super::discord::PRESET,
     &super::zoom::PRESET,
+    &super::twitch::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
