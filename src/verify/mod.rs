@@ -12,6 +12,7 @@ pub mod hmac;
 pub mod linear;
 pub mod listed;
 pub mod mac;
+pub mod meta;
 pub mod paddle;
 pub mod preset;
 pub mod shopify;

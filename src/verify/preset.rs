@@ -110,6 +110,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::discord::PRESET,
     &super::zoom::PRESET,
     &super::twitch::PRESET,
+    &super::meta::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
