@@ -111,6 +111,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::zoom::PRESET,
     &super::twitch::PRESET,
     &super::meta::PRESET,
+    &super::intercom::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
