@@ -13,6 +13,7 @@ pub mod intercom;
 pub mod linear;
 pub mod listed;
 pub mod mac;
+pub mod mailgun;
 pub mod meta;
 pub mod paddle;
 pub mod preset;

@@ -112,6 +112,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::twitch::PRESET,
     &super::meta::PRESET,
     &super::intercom::PRESET,
+    &super::mailgun::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
