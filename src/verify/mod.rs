@@ -17,6 +17,7 @@ pub mod mailgun;
 pub mod meta;
 pub mod paddle;
 pub mod preset;
+pub mod sendgrid;
 pub mod shopify;
 pub mod slack;
 pub mod square;

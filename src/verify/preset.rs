@@ -113,6 +113,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::meta::PRESET,
     &super::intercom::PRESET,
     &super::mailgun::PRESET,
+    &super::sendgrid::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
