@@ -9,6 +9,7 @@ pub mod ed25519;
 pub mod github;
 pub mod gitlab;
 pub mod hmac;
+pub mod hubspot;
 pub mod intercom;
 pub mod linear;
 pub mod listed;

@@ -114,6 +114,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::intercom::PRESET,
     &super::mailgun::PRESET,
     &super::sendgrid::PRESET,
+    &super::hubspot::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
