@@ -26,6 +26,7 @@ pub mod standard;
 pub mod stripe;
 pub mod twilio;
 pub mod twitch;
+pub mod typeform;
 pub mod zoom;
 
 use axum::http::HeaderMap;

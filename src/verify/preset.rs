@@ -115,6 +115,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::mailgun::PRESET,
     &super::sendgrid::PRESET,
     &super::hubspot::PRESET,
+    &super::typeform::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
