@@ -116,6 +116,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::sendgrid::PRESET,
     &super::hubspot::PRESET,
     &super::typeform::PRESET,
+    &super::calendly::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
