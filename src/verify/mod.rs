@@ -20,6 +20,7 @@ pub mod meta;
 pub mod paddle;
 pub mod preset;
 pub mod sendgrid;
+pub mod sentry;
 pub mod shopify;
 pub mod slack;
 pub mod square;

@@ -117,6 +117,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::hubspot::PRESET,
     &super::typeform::PRESET,
     &super::calendly::PRESET,
+    &super::sentry::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
