@@ -18,6 +18,7 @@ pub mod mac;
 pub mod mailgun;
 pub mod meta;
 pub mod paddle;
+pub mod pagerduty;
 pub mod preset;
 pub mod sendgrid;
 pub mod sentry;

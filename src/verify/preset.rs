@@ -118,6 +118,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::typeform::PRESET,
     &super::calendly::PRESET,
     &super::sentry::PRESET,
+    &super::pagerduty::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
