@@ -4,6 +4,7 @@
 //! constant time and tries every configured key. A scheme also signs (for `hookgate send`) and
 //! answers the handshakes its provider requires; [`preset`] lists the providers, one file each.
 
+pub mod bitbucket;
 pub mod calendly;
 pub mod discord;
 pub mod ed25519;

@@ -119,6 +119,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::calendly::PRESET,
     &super::sentry::PRESET,
     &super::pagerduty::PRESET,
+    &super::bitbucket::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
