@@ -31,6 +31,7 @@ pub mod stripe;
 pub mod twilio;
 pub mod twitch;
 pub mod typeform;
+pub mod vercel;
 pub mod zoom;
 
 use axum::http::HeaderMap;

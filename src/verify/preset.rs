@@ -120,6 +120,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::sentry::PRESET,
     &super::pagerduty::PRESET,
     &super::bitbucket::PRESET,
+    &super::vercel::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
