@@ -13,6 +13,7 @@ pub mod gitlab;
 pub mod hmac;
 pub mod hubspot;
 pub mod intercom;
+pub mod lemonsqueezy;
 pub mod linear;
 pub mod listed;
 pub mod mac;

@@ -121,6 +121,7 @@ pub static PRESETS: &[&Preset] = &[
     &super::pagerduty::PRESET,
     &super::bitbucket::PRESET,
     &super::vercel::PRESET,
+    &super::lemonsqueezy::PRESET,
 ];
 
 pub fn find(name: &str) -> Option<&'static Preset> {
