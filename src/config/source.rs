@@ -508,3 +508,7 @@ pub(super) fn valid_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
+
+#[cfg(test)]
+#[path = "source_tests.rs"]
+mod tests;
