@@ -1,5 +1,5 @@
-//! The public listener: `POST /webhooks/{source}` and health. No SQL or Redis here: those go
-//! through `store` and `queue`.
+//! The public listener: `POST /webhooks/{source}` (and the `GET` subscription check some
+//! providers send there), and health. No SQL or Redis here: those go through `store` and `queue`.
 
 mod batcher;
 mod budget;
