@@ -65,6 +65,8 @@ enum Command {
         #[command(subcommand)]
         command: hookgate::cli::retention::RetentionCommand,
     },
+    /// Sign a webhook as the source's provider does and post it to the gateway.
+    Send(hookgate::cli::send::SendArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Events { .. }
             | Command::AdminActions { .. }
             | Command::Destinations { .. }
+            | Command::Send(_)
     ) {
         telemetry::init_tracing(cli.log_format);
     }
@@ -118,6 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Retention { command } => {
                 return hookgate::cli::retention::run(&config, command).await;
             }
+            Command::Send(args) => return hookgate::cli::send::run(&config, args).await,
             Command::CheckConfig => unreachable!("handled before the runtime starts"),
         };
         let gateway = Gateway::start(config, roles).await?;

@@ -170,8 +170,8 @@ async fn handle(
 ) -> Result<Handled, IngestError> {
     let (body, memory) = read_body(receiver, source, headers, body).await?;
     let verified = source.verifier.verify(headers, &body, unix_now())?;
-    if let Some(answer) = handshake::answer(source.provider, &body) {
-        return Ok(Handled::Handshake(answer.into_response()));
+    if let Some(answer) = source.verifier.handshake(&verified, headers, &body) {
+        return Ok(Handled::Handshake(handshake::response(answer)));
     }
     let external_id = source.event_id.extract(headers, &body)?;
     let event_type = (source.event_type.as_ref()).and_then(|rule| rule.extract(headers, &body));

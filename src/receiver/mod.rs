@@ -1,5 +1,5 @@
-//! The public listener: `POST /webhooks/{source}` and health. No SQL or Redis here: those go
-//! through `store` and `queue`.
+//! The public listener: `POST /webhooks/{source}` (and the `GET` subscription check some
+//! providers send there), and health. No SQL or Redis here: those go through `store` and `queue`.
 
 mod batcher;
 mod budget;
@@ -34,7 +34,10 @@ pub struct Receiver {
 
 pub fn router(receiver: Arc<Receiver>) -> Router {
     Router::new()
-        .route("/webhooks/{source}", post(ingest::ingest))
+        .route(
+            "/webhooks/{source}",
+            post(ingest::ingest).get(handshake::challenge),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
