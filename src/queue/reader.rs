@@ -101,3 +101,21 @@ impl GroupReader {
         Ok(entries)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::read_sets;
+    use crate::config::RedisUrl;
+
+    #[test]
+    fn a_cluster_gets_a_reader_per_source_and_a_single_server_one_for_all() {
+        let sources = vec!["a".to_string(), "b".to_string()];
+        let node = RedisUrl::Node("redis://h".into());
+        assert_eq!(read_sets(&node, &sources), vec![sources.clone()]);
+        let cluster = RedisUrl::Cluster(vec!["redis://h:7000".into()]);
+        assert_eq!(
+            read_sets(&cluster, &sources),
+            vec![vec!["a".to_string()], vec!["b".to_string()]]
+        );
+    }
+}
