@@ -1,5 +1,6 @@
-//! The worker: reads the streams as one consumer of the shared group, delivers each event to
-//! its source's destinations, records the outcome in Postgres, and only then finishes the entry.
+//! The worker: reads the streams as one consumer of the shared group (one reader for every
+//! stream on a single Redis, one per source's stream on a cluster), delivers each event to its
+//! source's destinations, records the outcome in Postgres, and only then finishes the entry.
 
 pub mod backoff;
 mod commit;
@@ -12,7 +13,7 @@ mod trace;
 pub use deliver::Deliverer;
 
 use crate::config::{Config, RetryPolicy};
-use crate::queue::reader::GroupReader;
+use crate::queue::reader::{GroupReader, read_sets};
 use crate::queue::stream::Streams;
 use crate::queue::{Entry, QueueError};
 use crate::store::Store;
@@ -93,7 +94,11 @@ impl Worker {
 
     async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let reclaimer = tokio::spawn(reclaim::run(self.clone(), shutdown.clone()));
-        self.consume(&shutdown).await;
+        let sources: Vec<String> = self.config.sources.iter().map(|s| s.name.clone()).collect();
+        let readers = read_sets(&self.config.redis_url, &sources)
+            .into_iter()
+            .map(|set| self.consume(set, &shutdown));
+        futures::future::join_all(readers).await;
 
         self.tracker.close();
         let deadline = self.config.worker.shutdown_deadline;
@@ -112,24 +117,17 @@ impl Worker {
         tracing::info!("worker stopped");
     }
 
-    async fn consume(self: &Arc<Self>, shutdown: &CancellationToken) {
+    /// Reads `sources`' streams with one reader until shutdown. Several of these share the
+    /// permits (on a cluster, one per source): each holds permits only while it takes what is
+    /// already there, and none while it waits for new entries, so a reader waiting on a quiet
+    /// stream never starves one with a backlog.
+    async fn consume(self: &Arc<Self>, sources: Vec<String>, shutdown: &CancellationToken) {
         let mut reader: Option<GroupReader> = None;
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
-            let first = tokio::select! {
-                permit = self.permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
-                () = shutdown.cancelled() => return,
-            };
-            let mut permits = vec![first];
-            while permits.len() < READ_BATCH {
-                match self.permits.clone().try_acquire_owned() {
-                    Ok(permit) => permits.push(permit),
-                    Err(_) => break,
-                }
-            }
             let result = match reader.as_mut() {
-                Some(reader) => reader.read(permits.len(), READ_BLOCK).await,
-                None => match self.connect_reader().await {
+                Some(reader) => self.take(reader, shutdown).await,
+                None => match self.connect_reader(&sources).await {
                     Ok(r) => {
                         reader = Some(r);
                         continue;
@@ -138,44 +136,84 @@ impl Worker {
                 },
             };
             match result {
-                Ok(entries) => {
+                Ok(Some((entries, permits))) => {
                     backoff = Duration::from_millis(100);
-                    // A read returns no more entries than permits; unused permits drop here.
                     self.process(entries, permits).await;
                 }
+                Ok(None) => return,
+                Err(error) if error.is_nogroup() => {
+                    // Redis lost its data: the leader's scheduler requeues what is owed.
+                    tracing::warn!("consumer group missing; recreating it");
+                    self.ensure_groups(&sources).await;
+                }
                 Err(error) => {
-                    if error.is_nogroup() {
-                        // Redis lost its data: the leader's scheduler requeues what is owed.
-                        tracing::warn!("consumer group missing; recreating it");
-                        self.ensure_groups().await;
-                    } else {
-                        tracing::warn!(%error, ?backoff, "reading the streams failed; reconnecting");
-                        reader = None;
-                        tokio::select! {
-                            () = tokio::time::sleep(backoff) => {}
-                            () = shutdown.cancelled() => return,
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tracing::warn!(%error, ?backoff, "reading the streams failed; reconnecting");
+                    reader = None;
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => return,
                     }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
     }
 
-    async fn connect_reader(&self) -> Result<GroupReader, QueueError> {
-        self.ensure_groups().await;
-        let streams = self
-            .config
-            .sources
+    /// Entries to process, each with a permit; `None` once shutting down. First what is
+    /// waiting, as many as there are free permits (at least one, up to [`READ_BATCH`]); if
+    /// nothing is, the first new entries within [`READ_BLOCK`], waited for without a permit
+    /// and given theirs once read. A read of several streams takes up to its count from each:
+    /// entries beyond the permits held wait for more.
+    async fn take(
+        &self,
+        reader: &mut GroupReader,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<(Vec<Entry>, Vec<OwnedSemaphorePermit>)>, QueueError> {
+        let Some(first) = self.permit(shutdown).await else {
+            return Ok(None);
+        };
+        let mut permits = vec![first];
+        while permits.len() < READ_BATCH {
+            match self.permits.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        let mut entries = reader.read(permits.len(), None).await?;
+        if entries.is_empty() {
+            permits.clear();
+            entries = reader.read(1, Some(READ_BLOCK)).await?;
+        }
+        while permits.len() < entries.len() {
+            let Some(permit) = self.permit(shutdown).await else {
+                return Ok(None);
+            };
+            permits.push(permit);
+        }
+        permits.truncate(entries.len());
+        Ok(Some((entries, permits)))
+    }
+
+    /// A free permit, once there is one; `None` once shutting down.
+    async fn permit(&self, shutdown: &CancellationToken) -> Option<OwnedSemaphorePermit> {
+        tokio::select! {
+            permit = self.permits.clone().acquire_owned() => Some(permit.expect("semaphore is never closed")),
+            () = shutdown.cancelled() => None,
+        }
+    }
+
+    async fn connect_reader(&self, sources: &[String]) -> Result<GroupReader, QueueError> {
+        self.ensure_groups(sources).await;
+        let streams = sources
             .iter()
-            .map(|s| (s.name.clone(), self.streams.events_key(&s.name)));
+            .map(|s| (s.clone(), self.streams.events_key(s)));
         GroupReader::connect(&self.config.redis_url, &self.consumer, streams).await
     }
 
-    async fn ensure_groups(&self) {
-        for source in &self.config.sources {
-            if let Err(error) = self.streams.ensure_group(&source.name).await {
-                tracing::warn!(%error, source = %source.name, "cannot create the consumer group");
+    async fn ensure_groups(&self, sources: &[String]) {
+        for source in sources {
+            if let Err(error) = self.streams.ensure_group(source).await {
+                tracing::warn!(%error, source, "cannot create the consumer group");
             }
         }
     }
