@@ -4,6 +4,7 @@
 mod admin;
 mod delivery;
 mod edge;
+mod ingress;
 mod interpolate;
 mod redis_url;
 mod retention;
@@ -15,6 +16,7 @@ mod units;
 pub use admin::{AdminToken, CLI_ACTOR_PREFIX, Scope};
 pub use delivery::{Breaker, Destination, RetryPolicy, Target, WorkerConfig};
 pub use edge::{DEFAULT_MAX_CONNECTIONS, EdgeConfig};
+pub use ingress::Ingress;
 pub use redis_url::RedisUrl;
 pub use retention::Retention;
 pub use source::{Provider, Source};

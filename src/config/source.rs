@@ -2,6 +2,7 @@
 //! limit and event-id rule, validated into a ready-to-use [`Source`].
 
 use super::delivery::{Destination, RawDestination, RawRetry, RetryPolicy, WorkerConfig};
+use super::ingress::{self, Ingress};
 use super::units;
 use crate::event_id::{EventIdRule, IdSource};
 use crate::event_type::EventTypeRule;
@@ -75,6 +76,7 @@ pub struct Source {
     pub dead_letter_alert: Option<u64>,
     /// How long its settled events are kept, when not the global `retention`.
     pub retention: Option<Duration>,
+    pub ingress: Ingress,
 }
 
 impl Source {
@@ -128,6 +130,9 @@ pub(super) struct RawSource {
     retry: Option<RawRetry>,
     dead_letter_alert: Option<u64>,
     retention: Option<String>,
+    allow_ips: Option<Vec<String>>,
+    trusted_proxies: Option<Vec<String>>,
+    rate_limit: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +197,13 @@ impl RawSource {
                 destinations.push(d);
             }
         }
+        let ingress = ingress::validate(
+            &key,
+            self.allow_ips.as_deref(),
+            self.trusted_proxies.as_deref(),
+            self.rate_limit.as_deref(),
+            problems,
+        );
         let mut p = Problems {
             key: key.clone(),
             list: problems,
@@ -268,6 +280,7 @@ impl RawSource {
             retry,
             dead_letter_alert: self.dead_letter_alert,
             retention,
+            ingress,
         })
     }
 

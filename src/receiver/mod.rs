@@ -6,6 +6,7 @@ mod budget;
 mod handshake;
 mod health;
 mod ingest;
+mod ingress;
 mod stored_headers;
 mod type_labels;
 
