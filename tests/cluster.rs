@@ -6,7 +6,7 @@
 mod common;
 
 use common::cluster::{ClusterKeys, PrivateCluster, shared_seeds};
-use common::delivery::{self, SECRET, fast_worker, http_destination};
+use common::delivery::{self, fast_worker, http_destination};
 use common::sink::Sink;
 use common::{Running, TestEnv};
 use std::collections::BTreeSet;
@@ -14,18 +14,9 @@ use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Source `name` (provider github, [`SECRET`]) delivering to `sink` as destination `billing`.
+/// Source `name` (github, [`delivery::SECRET`]) delivering to `sink` as `billing`.
 fn source(name: &str, sink: &Sink) -> String {
-    format!(
-        r#"
-        [[sources]]
-        name = "{name}"
-        provider = "github"
-        secrets = ["{SECRET}"]
-        {}
-        "#,
-        http_destination("billing", sink, "4s")
-    )
+    delivery::github_source(name, &http_destination("billing", sink, "4s"))
 }
 
 /// Sends `count` webhooks to `source`, delivery ids `<source>-<first>...`; returns the ids of

@@ -4,21 +4,10 @@
 
 mod common;
 
+use common::delivery::{SECRET, github_source};
 use common::{Running, TestEnv, sign};
 
-const SECRET: &str = "s3cret";
 
-fn source(name: &str, keys: &str) -> String {
-    format!(
-        r#"
-        [[sources]]
-        name = "{name}"
-        provider = "github"
-        secrets = ["{SECRET}"]
-        {keys}
-        "#
-    )
-}
 
 /// Posts a webhook signed for `source` (or, `forged`, with the wrong secret), with `extra`
 /// headers.
@@ -40,8 +29,8 @@ async fn post(
 async fn a_client_outside_allow_ips_is_refused_before_anything_is_stored() {
     let env = TestEnv::new().await;
     let sources = [
-        source("office", r#"allow_ips = ["10.0.0.0/8", "192.0.2.7"]"#),
-        source("local", r#"allow_ips = ["127.0.0.0/8"]"#),
+        github_source("office", r#"allow_ips = ["10.0.0.0/8", "192.0.2.7"]"#),
+        github_source("local", r#"allow_ips = ["127.0.0.0/8"]"#),
     ]
     .concat();
     let gw = env.start_receiver(&sources).await;
@@ -84,7 +73,7 @@ async fn a_trusted_proxy_is_believed_about_the_client_it_forwards() {
     let env = TestEnv::new().await;
     let keys = r#"allow_ips = ["203.0.113.0/24"]
         trusted_proxies = ["127.0.0.1"]"#;
-    let gw = env.start_receiver(&source("proxied", keys)).await;
+    let gw = env.start_receiver(&github_source("proxied", keys)).await;
     let allowed = post(
         &gw,
         "proxied",
@@ -118,7 +107,7 @@ async fn a_trusted_proxy_is_believed_about_the_client_it_forwards() {
 #[tokio::test]
 async fn a_rate_limit_is_shared_by_receivers_and_spent_only_by_verified_webhooks() {
     let env = TestEnv::new().await;
-    let sources = source("limited", r#"rate_limit = "5/m""#);
+    let sources = github_source("limited", r#"rate_limit = "5/m""#);
     let (a, b) = (
         env.start_receiver(&sources).await,
         env.start_receiver(&sources).await,
