@@ -25,9 +25,10 @@ const FLIGHT_PATIENCE: Duration = Duration::from_secs(1);
 const FLIGHT_RETRY: Duration = Duration::from_secs(1);
 /// How long a delivery waits when Redis cannot say: the throttle is never skipped.
 const UNKNOWN_RETRY: Duration = Duration::from_secs(5);
-/// A kept slot this far in the past is not used: the delivery was away (its worker died, or
-/// Redis or Postgres were), and going at once would burst; it reserves a fresh slot instead.
-const STALE_SLOT: Duration = Duration::from_secs(5);
+/// A kept slot this far in the past is not used: the delivery came back late (its worker
+/// died, or Redis or Postgres stalled), and late deliveries going at once would burst; it
+/// reserves a fresh slot instead.
+const STALE_SLOT: Duration = Duration::from_millis(250);
 /// The pauses between asking Redis for an in-flight place.
 const FIRST_POLL: Duration = Duration::from_millis(5);
 const MAX_POLL: Duration = Duration::from_millis(100);
