@@ -86,7 +86,6 @@ impl Default for WorkerConfig {
 }
 
 #[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawRetry {
     max_attempts: Option<u32>,
     initial_delay: Option<String>,
@@ -139,7 +138,6 @@ impl RawRetry {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawWorker {
     concurrency: Option<usize>,
     visibility_timeout: Option<String>,
@@ -197,7 +195,6 @@ impl RawWorker {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawDestination {
     name: String,
     url: Option<String>,
@@ -218,7 +215,6 @@ pub(super) struct RawDestination {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawFilter {
     json_pointer: String,
     equals: serde_json::Value,

@@ -131,7 +131,6 @@ impl std::fmt::Debug for Source {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawSource {
     name: String,
     provider: String,
@@ -156,7 +155,6 @@ pub(super) struct RawSource {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawEventId {
     header: Option<String>,
     json_pointer: Option<String>,
@@ -165,7 +163,6 @@ struct RawEventId {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawEventType {
     header: Option<String>,
     json_pointer: Option<String>,
