@@ -86,6 +86,17 @@ pub enum Next {
     DeadLetter,
 }
 
+/// How logs say it: `delivered`, `retry in 8.83s`, `dead letter`.
+impl std::fmt::Display for Next {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Next::Delivered => f.write_str("delivered"),
+            Next::RetryIn(delay) => write!(f, "retry in {:.2}s", delay.as_secs_f64()),
+            Next::DeadLetter => f.write_str("dead letter"),
+        }
+    }
+}
+
 /// `text` as a Postgres `text` value takes it: NUL (refused there) becomes U+FFFD, and at most
 /// [`ERROR_TEXT_LIMIT`] bytes are kept, cut at a character boundary and marked with `…`.
 /// Error texts come from destinations and libraries, so anything may be in them.
@@ -187,4 +198,20 @@ pub(super) async fn revive(
     .bind(REQUEUE_GRACE.as_secs_f64())
     .fetch_all(tx)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Next;
+    use std::time::Duration;
+
+    #[test]
+    fn what_happens_next_reads_as_words_in_the_log() {
+        assert_eq!(Next::Delivered.to_string(), "delivered");
+        assert_eq!(
+            Next::RetryIn(Duration::from_millis(8_830)).to_string(),
+            "retry in 8.83s"
+        );
+        assert_eq!(Next::DeadLetter.to_string(), "dead letter");
+    }
 }
