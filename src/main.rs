@@ -2,7 +2,7 @@ use clap::{Parser, Subcommand};
 use hookgate::app::{Gateway, Roles};
 use hookgate::cli::dlq::DlqCommand;
 use hookgate::cli::events::EventsCommand;
-use hookgate::config::{Config, Target};
+use hookgate::config::{Config, DATABASE_URL_ENV, REDIS_URL_ENV, Target};
 use hookgate::redact;
 use hookgate::store::Store;
 use hookgate::telemetry::{self, LogFormat};
@@ -153,6 +153,17 @@ fn print_summary(path: &std::path::Path, config: &Config) {
         "  listen {} (webhooks), admin {}",
         config.listen, config.admin_listen
     );
+    // The environment wins over the file (Config::parse); say which one each URL came from.
+    for (name, url, variable) in [
+        ("database", &config.database_url, DATABASE_URL_ENV),
+        ("redis", &config.redis_url, REDIS_URL_ENV),
+    ] {
+        let origin = match std::env::var(variable) {
+            Ok(value) if !value.is_empty() => variable.to_string(),
+            _ => "the file".to_string(),
+        };
+        println!("  {name} {} (from {origin})", redact::url(url));
+    }
     for source in &config.sources {
         let destinations: Vec<String> = source
             .destinations

@@ -76,7 +76,44 @@ fn check_config_accepts_the_example_configs() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(stdout.contains("is valid"), "{stdout}");
+        assert!(
+            stdout.contains("database postgres://***@127.0.0.1:5432/hookgate (from the file)"),
+            "{stdout}"
+        );
     }
+    // The production example takes its secrets and both URLs from the environment.
+    let out = hookgate()
+        .args(["--config", "examples/production.toml", "check-config"])
+        .env(
+            "HOOKGATE_DATABASE_URL",
+            "postgres://hookgate:pw@db.internal/hookgate",
+        )
+        .env("HOOKGATE_REDIS_URL", "redis://redis.internal:6379")
+        .env("HOOKGATE_ADMIN_TOKEN", "0123456789abcdef-oncall")
+        .env("HOOKGATE_DASHBOARD_TOKEN", "0123456789abcdef-dashboard")
+        .env("GITHUB_WEBHOOK_SECRET", "gh-secret")
+        .env("STRIPE_WEBHOOK_SECRET", "whsec_stripe")
+        .env(
+            "BILLING_SIGNING_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "examples/production.toml: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = hookgate()
+        .args(["--config", "examples/demo.toml", "check-config"])
+        .env("HOOKGATE_REDIS_URL", "redis://redis.internal:6380")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("redis redis://redis.internal:6380 (from HOOKGATE_REDIS_URL)"),
+        "{stdout}"
+    );
 }
 
 #[test]

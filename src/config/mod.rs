@@ -129,19 +129,22 @@ impl Config {
         interpolate::interpolate(&mut value, env, &mut problems);
         let config = shape::read::<RawConfig>(value, &mut problems)
             .and_then(|raw| raw.validate(env, &mut problems));
-        match config {
-            Some(config) if problems.is_empty() => Ok(config),
-            _ => Err(ConfigError::Invalid {
-                path: path.to_string(),
-                problems: problems
-                    .into_iter()
-                    .map(|message| Problem {
-                        location: locate::locate(text, &document, &message),
-                        message,
-                    })
-                    .collect(),
-            }),
+        if let (Some(config), true) = (config, problems.is_empty()) {
+            return Ok(config);
         }
+        let mut problems: Vec<Problem> = problems
+            .into_iter()
+            .map(|message| Problem {
+                location: locate::locate(text, &document, &message),
+                message,
+            })
+            .collect();
+        // In the file's order, after those about keys the file lacks.
+        problems.sort_by_key(|p| p.location.map(|at| (at.line, at.column)));
+        Err(ConfigError::Invalid {
+            path: path.to_string(),
+            problems,
+        })
     }
 
     pub fn source(&self, name: &str) -> Option<&Source> {
@@ -526,12 +529,12 @@ secret = ["x"]
         assert_eq!(
             found,
             vec![
-                "line 6, column 1: retry.initial_delay: invalid type: integer `5`, expected a string",
                 "line 3, column 1: listen_adress: unknown key",
                 "line 5, column 1: retry.max_atempts: unknown key",
+                "line 6, column 1: retry.initial_delay: invalid type: integer `5`, expected a string",
+                "line 7, column 1: sources[0].secrets: at least one secret is required (webhooks are never accepted unverified)",
                 "line 10, column 1: sources[0].secret: unknown key",
                 "line 14, column 3: sources[0].destinations[0].timeout: must be below worker.visibility_timeout (60s), or a slow delivery would be taken over while it runs",
-                "line 7, column 1: sources[0].secrets: at least one secret is required (webhooks are never accepted unverified)",
             ],
         );
     }
