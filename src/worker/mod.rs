@@ -94,7 +94,7 @@ impl Worker {
             .is_err()
         {
             tracing::warn!(
-                ?deadline,
+                deadline = %humantime::format_duration(deadline),
                 "deliveries still in flight at the shutdown deadline; handing them back"
             );
             self.hand_back.cancel();
