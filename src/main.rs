@@ -69,12 +69,30 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Command::Run | Command::Receive | Command::Work | Command::Migrate
+    ) {
+        end_quietly_on_a_closed_pipe();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("hookgate: {}", one_line(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A command whose output goes into `| head` or `| grep -q` ends quietly when the reader
+/// leaves, as other Unix tools do, instead of panicking in `println!`: Rust ignores SIGPIPE
+/// unless told otherwise. The servers keep ignoring it (a peer closing a socket must not end
+/// them), so this is for the operator commands only.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: called before any other thread exists; it only restores the default action of
+    // one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

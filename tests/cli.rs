@@ -116,6 +116,21 @@ fn check_config_accepts_the_example_configs() {
     );
 }
 
+/// `hookgate ... | grep -q x`: the reader leaves early; the command ends without a panic.
+#[test]
+fn an_operator_command_whose_reader_leaves_ends_without_a_panic() {
+    let mut child = hookgate()
+        .args(["--config", "examples/demo.toml", "check-config"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn an_unreadable_config_is_a_one_line_error() {
     let out = hookgate()
