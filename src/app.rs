@@ -2,7 +2,7 @@
 //! them), and stops them in order on shutdown.
 
 use crate::admin::Admin;
-use crate::config::Config;
+use crate::config::{Config, RedisUrl};
 use crate::operations::Runner;
 use crate::queue::stream::Streams;
 use crate::receiver::{self, Batcher, IngestBudget, Readiness, Receiver, TypeLabels};
@@ -214,16 +214,25 @@ impl Gateway {
 
 /// hookgate runs without Redis (webhooks are stored, and enqueued once it is back), so an
 /// unreachable Redis at start is a warning that names where and why, once, not an error.
-async fn warn_if_unreachable(streams: &Streams, url: &str) {
+async fn warn_if_unreachable(streams: &Streams, url: &RedisUrl) {
     let answer = tokio::time::timeout(Duration::from_secs(5), streams.ping()).await;
     let cause = match answer {
         Ok(Ok(())) => return,
         Ok(Err(error)) => error.to_string(),
         Err(_) => "no answer within 5s".to_string(),
     };
-    let address = redis::IntoConnectionInfo::into_connection_info(url)
-        .map(|info| info.addr().to_string())
-        .unwrap_or_else(|_| crate::redact::url(url));
+    let address = |url: &str| {
+        redis::IntoConnectionInfo::into_connection_info(url)
+            .map(|info| info.addr().to_string())
+            .unwrap_or_else(|_| crate::redact::url(url))
+    };
+    let address = match url {
+        RedisUrl::Node(url) => address(url),
+        RedisUrl::Cluster(seeds) => {
+            let seeds: Vec<String> = seeds.iter().map(|s| address(s)).collect();
+            format!("the cluster's seeds {}", seeds.join(", "))
+        }
+    };
     tracing::warn!(
         "cannot reach Redis at {address}: {cause}; webhooks are still stored and will be queued once it answers"
     );

@@ -65,6 +65,8 @@ enum Command {
         #[command(subcommand)]
         command: hookgate::cli::retention::RetentionCommand,
     },
+    /// Sign a webhook as the source's provider does and post it to the gateway.
+    Send(hookgate::cli::send::SendArgs),
 }
 
 fn main() -> ExitCode {
@@ -125,6 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Events { .. }
             | Command::AdminActions { .. }
             | Command::Destinations { .. }
+            | Command::Send(_)
     ) {
         telemetry::init_tracing(cli.log_format);
     }
@@ -153,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Retention { command } => {
                 return hookgate::cli::retention::run(&config, command).await;
             }
+            Command::Send(args) => return hookgate::cli::send::run(&config, args).await,
             Command::CheckConfig => unreachable!("handled before the runtime starts"),
         };
         let gateway = Gateway::start(config, roles).await?;
@@ -173,14 +177,18 @@ fn print_summary(path: &std::path::Path, config: &Config) {
     );
     // The environment wins over the file (Config::parse); say which one each URL came from.
     for (name, url, variable) in [
-        ("database", &config.database_url, DATABASE_URL_ENV),
-        ("redis", &config.redis_url, REDIS_URL_ENV),
+        (
+            "database",
+            redact::url(&config.database_url),
+            DATABASE_URL_ENV,
+        ),
+        ("redis", config.redis_url.redacted(), REDIS_URL_ENV),
     ] {
         let origin = match std::env::var(variable) {
             Ok(value) if !value.is_empty() => variable.to_string(),
             _ => "the file".to_string(),
         };
-        println!("  {name} {} (from {origin})", redact::url(url));
+        println!("  {name} {url} (from {origin})");
     }
     for source in &config.sources {
         let destinations: Vec<String> = source

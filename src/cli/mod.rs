@@ -6,3 +6,4 @@ pub mod destinations;
 pub mod dlq;
 pub mod events;
 pub mod retention;
+pub mod send;

@@ -4,20 +4,27 @@
 mod admin;
 mod delivery;
 mod edge;
+mod ingress;
 mod interpolate;
 mod locate;
+mod redis_url;
 mod retention;
 mod shape;
 mod source;
+mod throttle;
 mod tls;
 mod units;
 
 pub use admin::{AdminToken, CLI_ACTOR_PREFIX, Scope};
 pub use delivery::{Breaker, Destination, RetryPolicy, Target, WorkerConfig};
 pub use edge::{DEFAULT_MAX_CONNECTIONS, EdgeConfig};
+pub use ingress::Ingress;
 pub use locate::{Location, Problem};
+pub use redis_url::RedisUrl;
 pub use retention::Retention;
 pub use source::{Provider, Source};
+pub use throttle::Throttle;
+pub use units::Rate;
 
 use crate::tls::TlsSettings;
 use serde::Deserialize;
@@ -36,7 +43,7 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub database_url: String,
     pub database_pool_size: u32,
-    pub redis_url: String,
+    pub redis_url: RedisUrl,
     /// First part of every Redis key, so deployments (and tests) can share one Redis.
     pub stream_prefix: String,
     pub worker: WorkerConfig,
@@ -81,7 +88,7 @@ struct RawConfig {
     admin_listen: Option<String>,
     database_url: Option<String>,
     database_pool_size: Option<u32>,
-    redis_url: Option<String>,
+    redis_url: Option<redis_url::RawRedisUrl>,
     stream_prefix: Option<String>,
     retry: Option<delivery::RawRetry>,
     worker: Option<delivery::RawWorker>,
@@ -191,12 +198,8 @@ impl RawConfig {
             self.database_url,
             &["postgres", "postgresql"],
         );
-        let redis_url = url(
-            "redis_url",
-            REDIS_URL_ENV,
-            self.redis_url,
-            &["redis", "rediss"],
-        );
+        let redis_url =
+            RedisUrl::validate(self.redis_url, REDIS_URL_ENV, env(REDIS_URL_ENV), problems);
 
         let alert_https = match &self.alert_webhook_url {
             Some(url) if url.starts_with("https://") => true,
@@ -383,7 +386,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.database_url, "postgres://override/db");
-        assert_eq!(config.redis_url, "redis://127.0.0.1");
+        assert_eq!(config.redis_url, RedisUrl::Node("redis://127.0.0.1".into()));
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! The public listener: `POST /webhooks/{source}` and health. No SQL or Redis here: those go
-//! through `store` and `queue`.
+//! The public listener: `POST /webhooks/{source}` (and the `GET` subscription check some
+//! providers send there), and health. No SQL or Redis here: those go through `store` and `queue`.
 
 mod batcher;
 mod budget;
 mod handshake;
 mod health;
 mod ingest;
+mod ingress;
 mod stored_headers;
 mod type_labels;
 
@@ -44,7 +45,10 @@ pub fn router(receiver: Arc<Receiver>) -> Router {
         .with_state(receiver.clone());
     telemetry::traced(
         Router::new()
-            .route("/webhooks/{source}", post(ingest::ingest))
+            .route(
+                "/webhooks/{source}",
+                post(ingest::ingest).get(handshake::challenge),
+            )
             .route("/healthz", get(health::healthz))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)

@@ -18,6 +18,9 @@ pub struct Claimed {
     /// This attempt's number, from 1.
     pub attempt: i32,
     pub max_attempts: i32,
+    /// A throttled destination's slot reserved for this delivery when it was deferred, in
+    /// seconds from the claim (negative once past).
+    pub throttle_slot: Option<f64>,
 }
 
 /// What a claim did.
@@ -84,15 +87,24 @@ pub enum Next {
     Delivered,
     RetryIn(Duration),
     DeadLetter,
+    /// Not attempted: its destination's throttle said wait. No attempt is spent; it is claimed
+    /// again in `requeue_in`, and then goes at its reserved rate slot, if it has one.
+    Throttled {
+        requeue_in: Duration,
+        slot_in: Option<Duration>,
+    },
 }
 
-/// How logs say it: `delivered`, `retry in 8.83s`, `dead letter`.
+/// How logs say it: `delivered`, `retry in 8.83s`, `dead letter`, `throttled for 1.20s`.
 impl std::fmt::Display for Next {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Next::Delivered => f.write_str("delivered"),
             Next::RetryIn(delay) => write!(f, "retry in {:.2}s", delay.as_secs_f64()),
             Next::DeadLetter => f.write_str("dead letter"),
+            Next::Throttled { requeue_in, .. } => {
+                write!(f, "throttled for {:.2}s", requeue_in.as_secs_f64())
+            }
         }
     }
 }

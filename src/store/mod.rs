@@ -10,6 +10,7 @@ pub mod destinations;
 pub mod events;
 pub mod leader;
 pub mod operations;
+pub mod ordered;
 pub mod outcomes;
 pub mod pipeline;
 pub mod purge;
@@ -17,6 +18,7 @@ pub mod redeliver;
 pub mod requeue;
 pub mod retention;
 pub mod routes;
+pub mod rules;
 pub mod status;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
