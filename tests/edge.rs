@@ -18,7 +18,6 @@ const WAIT: Duration = Duration::from_secs(10);
 const HALF_HEAD: &[u8] = b"POST /webhooks/github HTTP/1.1\r\nHost: hookgate\r\nX-Hub-Sig";
 const HEALTH: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: hookgate\r\n\r\n";
 
-
 fn config_text(env: &TestEnv, edge: &str, sources: &str) -> String {
     format!("{}\n[edge]\n{edge}\n", env.config_text(sources))
 }

@@ -7,8 +7,6 @@ mod common;
 use common::delivery::{SECRET, github_source};
 use common::{Running, TestEnv, sign};
 
-
-
 /// Posts a webhook signed for `source` (or, `forged`, with the wrong secret), with `extra`
 /// headers.
 async fn post(

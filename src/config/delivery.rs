@@ -90,7 +90,6 @@ impl Default for WorkerConfig {
 }
 
 #[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawRetry {
     max_attempts: Option<u32>,
     initial_delay: Option<String>,
@@ -143,7 +142,6 @@ impl RawRetry {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawWorker {
     concurrency: Option<usize>,
     visibility_timeout: Option<String>,
@@ -201,7 +199,6 @@ impl RawWorker {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawDestination {
     name: String,
     url: Option<String>,
@@ -225,7 +222,6 @@ pub(super) struct RawDestination {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawFilter {
     json_pointer: String,
     equals: serde_json::Value,

@@ -29,6 +29,17 @@ pub(super) enum RawRedisUrl {
 }
 
 impl RedisUrl {
+    /// As it may be shown: passwords and queries replaced by `***`, a cluster's seeds listed.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Node(url) => crate::redact::url(url),
+            Self::Cluster(seeds) => {
+                let seeds: Vec<String> = seeds.iter().map(|s| crate::redact::url(s)).collect();
+                format!("cluster {}", seeds.join(", "))
+            }
+        }
+    }
+
     /// `env_value` (the environment override) wins over `raw`: one URL is a server, several
     /// separated by commas a cluster's seeds. Every problem is pushed onto `problems`.
     pub(super) fn validate(

@@ -103,7 +103,6 @@ impl std::fmt::Debug for Source {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawSource {
     name: String,
     provider: String,
@@ -136,7 +135,6 @@ pub(super) struct RawSource {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawEventId {
     header: Option<String>,
     json_pointer: Option<String>,
@@ -145,7 +143,6 @@ struct RawEventId {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawEventType {
     header: Option<String>,
     json_pointer: Option<String>,

@@ -7,7 +7,9 @@ fn problems(sources: &str) -> Vec<String> {
         "database_url = \"postgres://127.0.0.1/x\"\nredis_url = \"redis://127.0.0.1\"\n{sources}"
     );
     match Config::parse("test.toml", &text, &|_| None) {
-        Err(ConfigError::Invalid { problems, .. }) => problems,
+        Err(ConfigError::Invalid { problems, .. }) => {
+            problems.into_iter().map(|p| p.message).collect()
+        }
         other => panic!("expected invalid config, got {other:?}"),
     }
 }

@@ -90,7 +90,7 @@ pub async fn serve(
             }
             Err(error) if is_connection_error(&error) => {}
             Err(error) => {
-                tracing::error!(%error, "accept failed; retrying in {ACCEPT_BACKOFF:?}");
+                tracing::error!(%error, "accept failed; retrying in {}", humantime::format_duration(ACCEPT_BACKOFF));
                 tokio::select! {
                     () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
                     () = shutdown.cancelled() => break,

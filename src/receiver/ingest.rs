@@ -217,7 +217,14 @@ async fn handle(
     // Answered once the event is committed and, when new, its XADD tried: from the commit
     // on the answer is 200 whatever Redis does.
     let inserted = receiver.batcher.ingest(event, memory).await?;
-    tracing::info!(source = %source.name, %external_id, ?event_type, ?inserted, "webhook stored");
+    match inserted {
+        Inserted::New(id) => {
+            tracing::info!(source = %source.name, %external_id, event_type = event_type.as_deref().unwrap_or("-"), event = %id, "webhook stored");
+        }
+        Inserted::Duplicate(id) => {
+            tracing::info!(source = %source.name, %external_id, event_type = event_type.as_deref().unwrap_or("-"), event = %id, "webhook was a duplicate");
+        }
+    }
     Ok(Handled::Stored(inserted, event_type))
 }
 

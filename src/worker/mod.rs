@@ -107,7 +107,7 @@ impl Worker {
             .is_err()
         {
             tracing::warn!(
-                ?deadline,
+                deadline = %humantime::format_duration(deadline),
                 "deliveries still in flight at the shutdown deadline; handing them back"
             );
             self.hand_back.cancel();
@@ -147,7 +147,7 @@ impl Worker {
                     self.ensure_groups(&sources).await;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, ?backoff, "reading the streams failed; reconnecting");
+                    tracing::warn!(%error, backoff = %humantime::format_duration(backoff), "reading the streams failed; reconnecting");
                     reader = None;
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
@@ -371,7 +371,7 @@ impl Worker {
         };
         metrics::counter!("hookgate_deliveries_total", "source" => source.name.clone(), "destination" => destination.name.clone(), "outcome" => outcome).increment(1);
         if let Some((kind, error)) = &response.failure {
-            tracing::info!(event = %event.event_id, trace_id = %trace::trace_id(event.event_id), destination = %destination.name, attempt = claimed.attempt, kind = kind.as_str(), %error, ?next, "delivery failed");
+            tracing::info!(event = %event.event_id, trace_id = %trace::trace_id(event.event_id), destination = %destination.name, attempt = claimed.attempt, kind = kind.as_str(), %error, %next, "delivery failed");
         }
         Attempt {
             destination: claimed.destination.clone(),
