@@ -107,5 +107,75 @@ fn verify(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, verify);
+/// RFC 8032 section 7.1 TEST 1: the seed, and its public key.
+const ED25519_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+const ED25519_PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+/// A P-256 key made for hookgate's tests (`openssl genpkey -algorithm EC`), and its public key.
+const P256_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg4itopXUrHIN/VXcb
+MMC5wXb+T9i7FKghN7P+QhydQ7qhRANCAAQS6TUERVrAg/MrGFz2hizMpnRoNtQr
+kxW0RBCW+DIQeeJ8NxLZ1BHoS0nhWoIfFuLofjuLgAfdlDkTaDjN3RHV
+-----END PRIVATE KEY-----";
+const P256_PUBLIC: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEuk1BEVawIPzKxhc9oYszKZ0aDbUK5MVtEQQlvgyEHnifDcS2dQR6EtJ4VqCHxbi6H47i4AH3ZQ5E2g4zd0R1Q==";
+
+/// Ed25519 (Discord, Standard Webhooks v1a) and ECDSA P-256 (SendGrid) beside HMAC-SHA256:
+/// asymmetric verification costs a fixed amount per request on top of hashing the body.
+fn verify_asymmetric(c: &mut Criterion) {
+    use base64::Engine as _;
+    let seed = hex::decode(ED25519_SEED).expect("hex");
+    let whpk = format!(
+        "whpk_{}",
+        base64::engine::general_purpose::STANDARD.encode(hex::decode(ED25519_PUBLIC).expect("hex"))
+    );
+    let whsk = format!(
+        "whsk_{}",
+        base64::engine::general_purpose::STANDARD.encode(&seed)
+    );
+    let text = format!(
+        "database_url = \"postgres://127.0.0.1/unused\"\nredis_url = \"redis://127.0.0.1\"\n\
+         [[sources]]\nname = \"discord\"\nprovider = \"discord\"\npublic_keys = [\"{ED25519_PUBLIC}\"]\n\
+         [[sources]]\nname = \"standard-v1a\"\nprovider = \"standard\"\npublic_keys = [\"{whpk}\"]\n\
+         [[sources]]\nname = \"sendgrid\"\nprovider = \"sendgrid\"\npublic_keys = [\"{P256_PUBLIC}\"]\n\
+         [[sources]]\nname = \"github\"\nprovider = \"github\"\nsecrets = [\"bench-secret\"]\n"
+    );
+    let config = Config::parse("bench.toml", &text, &|_| None).expect("valid");
+    let now = now();
+    for (size, label) in SIZES {
+        let mut group = c.benchmark_group(format!("verify-asymmetric/{label}"));
+        group.throughput(Throughput::Bytes(size as u64));
+        let body = sign::body(Preset::Github, "bench", size);
+        for (source, key) in [
+            ("discord", Some(ED25519_SEED)),
+            ("standard-v1a", Some(whsk.as_str())),
+            ("sendgrid", Some(P256_KEY)),
+            ("github", None),
+        ] {
+            let verifier = &config.source(source).expect("configured").verifier;
+            let message = hookgate::verify::Message {
+                id: "msg_bench",
+                timestamp: now,
+                body: body.clone(),
+            };
+            let signed = verifier.sign(message, key).expect("signs");
+            let headers: HeaderMap = (signed.headers.iter())
+                .map(|(name, value)| {
+                    (
+                        HeaderName::from_bytes(name.as_bytes()).expect("valid header name"),
+                        HeaderValue::from_str(value).expect("ASCII"),
+                    )
+                })
+                .collect();
+            assert!(
+                verifier.verify(&headers, &signed.body, now).is_ok(),
+                "{source} must verify"
+            );
+            group.bench_function(BenchmarkId::from_parameter(source), |b| {
+                b.iter(|| verifier.verify(black_box(&headers), black_box(&signed.body), now))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, verify, verify_asymmetric);
 criterion_main!(benches);

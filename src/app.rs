@@ -2,11 +2,11 @@
 //! them), and stops them in order on shutdown.
 
 use crate::admin::Admin;
-use crate::config::Config;
+use crate::config::{Config, RedisUrl};
 use crate::live::{Hub, Limits};
 use crate::operations::Runner;
 use crate::queue::stream::Streams;
-use crate::receiver::{self, Batcher, IngestBudget, Receiver, TypeLabels};
+use crate::receiver::{self, Batcher, IngestBudget, Readiness, Receiver, TypeLabels};
 use crate::replay::Replayer;
 use crate::store::Store;
 use crate::worker::Worker;
@@ -44,6 +44,17 @@ impl Roles {
     };
 }
 
+/// How logs name the roles: `receiver, worker`.
+impl std::fmt::Display for Roles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = [(self.receiver, "receiver"), (self.worker, "worker")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        f.write_str(&names.join(", "))
+    }
+}
+
 /// A running gateway.
 pub struct Gateway {
     /// The webhook listener, when this process receives.
@@ -67,6 +78,7 @@ impl Gateway {
             .await
             .context("cannot apply database migrations")?;
         let streams = Streams::new(&config.redis_url, &config.stream_prefix)?;
+        warn_if_unreachable(&streams, &config.redis_url).await;
         let public = match roles.receiver {
             true => Some(
                 TcpListener::bind(config.listen)
@@ -128,13 +140,14 @@ impl Gateway {
                 batcher: Batcher::spawn(store.clone(), streams.clone(), config.edge.ingest_queue),
                 budget: IngestBudget::new(config.edge.ingest_memory),
                 type_labels: TypeLabels::new(&config),
+                readiness: Readiness::default(),
                 config: config.clone(),
                 store,
                 streams,
             });
             edge::serve(
                 listener,
-                telemetry::traced(receiver::router(receiver)),
+                receiver::router(receiver),
                 timeouts,
                 public_connections,
                 shutdown.clone(),
@@ -166,7 +179,7 @@ impl Gateway {
             };
             tokio::select! {
                 () = servers => {},
-                () = deadline => tracing::warn!("requests still in flight after {DRAIN_DEADLINE:?}; exiting anyway"),
+                () = deadline => tracing::warn!("requests still in flight after {}; exiting anyway", humantime::format_duration(DRAIN_DEADLINE)),
             }
             if let Some(worker) = worker {
                 worker.await?;
@@ -179,7 +192,12 @@ impl Gateway {
             hub_task.await?;
             Ok(())
         });
-        tracing::info!(?public_addr, %admin_addr, ?roles, "hookgate started");
+        match public_addr {
+            Some(public_addr) => {
+                tracing::info!(%public_addr, %admin_addr, %roles, "hookgate started");
+            }
+            None => tracing::info!(%admin_addr, %roles, "hookgate started"),
+        }
         Ok(Self {
             public_addr,
             admin_addr,
@@ -197,6 +215,32 @@ impl Gateway {
     pub async fn wait(self) -> anyhow::Result<()> {
         self.task.await?
     }
+}
+
+/// hookgate runs without Redis (webhooks are stored, and enqueued once it is back), so an
+/// unreachable Redis at start is a warning that names where and why, once, not an error.
+async fn warn_if_unreachable(streams: &Streams, url: &RedisUrl) {
+    let answer = tokio::time::timeout(Duration::from_secs(5), streams.ping()).await;
+    let cause = match answer {
+        Ok(Ok(())) => return,
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "no answer within 5s".to_string(),
+    };
+    let address = |url: &str| {
+        redis::IntoConnectionInfo::into_connection_info(url)
+            .map(|info| info.addr().to_string())
+            .unwrap_or_else(|_| crate::redact::url(url))
+    };
+    let address = match url {
+        RedisUrl::Node(url) => address(url),
+        RedisUrl::Cluster(seeds) => {
+            let seeds: Vec<String> = seeds.iter().map(|s| address(s)).collect();
+            format!("the cluster's seeds {}", seeds.join(", "))
+        }
+    };
+    tracing::warn!(
+        "cannot reach Redis at {address}: {cause}; webhooks are still stored and will be queued once it answers"
+    );
 }
 
 /// Histograms keep raw samples until upkeep folds them into buckets.

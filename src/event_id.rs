@@ -62,6 +62,14 @@ impl EventIdRule {
         }
     }
 
+    /// For senders without ids: identical bodies are one event.
+    pub fn body_sha256() -> Self {
+        Self {
+            from: None,
+            fallback_body_sha256: true,
+        }
+    }
+
     pub fn extract(&self, headers: &HeaderMap, body: &[u8]) -> Result<String, EventIdError> {
         let found = match &self.from {
             Some(IdSource::Header(name)) => from_header(headers, name),

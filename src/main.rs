@@ -2,7 +2,7 @@ use clap::{Parser, Subcommand};
 use hookgate::app::{Gateway, Roles};
 use hookgate::cli::dlq::DlqCommand;
 use hookgate::cli::events::EventsCommand;
-use hookgate::config::{Config, Target};
+use hookgate::config::{Config, DATABASE_URL_ENV, REDIS_URL_ENV, Target};
 use hookgate::redact;
 use hookgate::store::Store;
 use hookgate::telemetry::{self, LogFormat};
@@ -67,17 +67,54 @@ enum Command {
         #[command(subcommand)]
         command: hookgate::cli::retention::RetentionCommand,
     },
+    /// Sign a webhook as the source's provider does and post it to the gateway.
+    Send(hookgate::cli::send::SendArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Command::Run | Command::Receive | Command::Work | Command::Migrate
+    ) {
+        end_quietly_on_a_closed_pipe();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("hookgate: {error:#}");
+            eprintln!("hookgate: {}", one_line(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command whose output goes into `| head` or `| grep -q` ends quietly when the reader
+/// leaves, as other Unix tools do, instead of panicking in `println!`: Rust ignores SIGPIPE
+/// unless told otherwise. The servers keep ignoring it (a peer closing a socket must not end
+/// them), so this is for the operator commands only.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: called before any other thread exists; it only restores the default action of
+    // one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// The error and its causes, each said once: sqlx's errors repeat their source's message in
+/// their own, so `{:#}` would print "pool timed out ...: pool timed out ..." and the like.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -93,6 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::AdminActions { .. }
             | Command::Destinations { .. }
             | Command::Tail(_)
+            | Command::Send(_)
     ) {
         telemetry::init_tracing(cli.log_format);
     }
@@ -122,6 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Retention { command } => {
                 return hookgate::cli::retention::run(&config, command).await;
             }
+            Command::Send(args) => return hookgate::cli::send::run(&config, args).await,
             Command::CheckConfig => unreachable!("handled before the runtime starts"),
         };
         let gateway = Gateway::start(config, roles).await?;
@@ -140,6 +179,21 @@ fn print_summary(path: &std::path::Path, config: &Config) {
         "  listen {} (webhooks), admin {}",
         config.listen, config.admin_listen
     );
+    // The environment wins over the file (Config::parse); say which one each URL came from.
+    for (name, url, variable) in [
+        (
+            "database",
+            redact::url(&config.database_url),
+            DATABASE_URL_ENV,
+        ),
+        ("redis", config.redis_url.redacted(), REDIS_URL_ENV),
+    ] {
+        let origin = match std::env::var(variable) {
+            Ok(value) if !value.is_empty() => variable.to_string(),
+            _ => "the file".to_string(),
+        };
+        println!("  {name} {url} (from {origin})");
+    }
     for source in &config.sources {
         let destinations: Vec<String> = source
             .destinations

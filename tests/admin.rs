@@ -153,6 +153,20 @@ async fn requests_without_a_valid_token_are_refused_and_read_tokens_cannot_chang
     }
 }
 
+/// The API's description is public, like the listing of a shop's doors: it holds no data,
+/// and a client (or the 404 fallback's "see /v1/openapi.json") can read it before it has a
+/// token. Everything else under /v1 needs one.
+#[tokio::test]
+async fn the_api_description_is_the_one_v1_route_served_without_a_token() {
+    let env = TestEnv::new().await;
+    let gw = Running::start_with_roles(env.config(&seeded_sources()), Roles::RECEIVER).await;
+    let described = send(gw.admin_http.get(format!("{}/v1/openapi.json", gw.admin))).await;
+    assert_eq!(described.status, 200, "{described:?}");
+    assert_eq!(described.json["openapi"], "3.1.0");
+    let refused = send(gw.admin_http.get(format!("{}/v1/events", gw.admin))).await;
+    refused.assert_problem(401, "unauthorized");
+}
+
 #[tokio::test]
 async fn events_are_listed_newest_first_by_source_status_and_time_across_pages() {
     let env = TestEnv::new().await;

@@ -16,7 +16,7 @@ const ENTRIES: usize = 300;
 const NODE: u64 = 100;
 
 fn streams(env: &TestEnv) -> Streams {
-    Streams::new(&common::redis_url(), &env.prefix).unwrap()
+    Streams::new(&common::redis_url().into(), &env.prefix).unwrap()
 }
 
 /// A stream under the test's prefix holding `n` entries; their ids, oldest first.

@@ -63,18 +63,72 @@ fn check_config_lists_every_problem_and_exits_non_zero() {
 }
 
 #[test]
-fn check_config_accepts_the_example_config() {
+fn check_config_accepts_the_example_configs() {
+    for example in ["examples/hookgate.toml", "examples/demo.toml"] {
+        let out = hookgate()
+            .args(["--config", example, "check-config"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{example}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("is valid"), "{stdout}");
+        assert!(
+            stdout.contains("database postgres://***@127.0.0.1:5432/hookgate (from the file)"),
+            "{stdout}"
+        );
+    }
+    // The production example takes its secrets and both URLs from the environment.
     let out = hookgate()
-        .args(["--config", "examples/hookgate.toml", "check-config"])
+        .args(["--config", "examples/production.toml", "check-config"])
+        .env(
+            "HOOKGATE_DATABASE_URL",
+            "postgres://hookgate:pw@db.internal/hookgate",
+        )
+        .env("HOOKGATE_REDIS_URL", "redis://redis.internal:6379")
+        .env("HOOKGATE_ADMIN_TOKEN", "0123456789abcdef-oncall")
+        .env("HOOKGATE_DASHBOARD_TOKEN", "0123456789abcdef-dashboard")
+        .env("GITHUB_WEBHOOK_SECRET", "gh-secret")
+        .env("STRIPE_WEBHOOK_SECRET", "whsec_stripe")
+        .env(
+            "BILLING_SIGNING_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "examples/production.toml: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = hookgate()
+        .args(["--config", "examples/demo.toml", "check-config"])
+        .env("HOOKGATE_REDIS_URL", "redis://redis.internal:6380")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stdout.contains("redis redis://redis.internal:6380 (from HOOKGATE_REDIS_URL)"),
+        "{stdout}"
     );
-    assert!(stdout.contains("is valid"), "{stdout}");
+}
+
+/// `hookgate ... | grep -q x`: the reader leaves early; the command ends without a panic.
+#[test]
+fn an_operator_command_whose_reader_leaves_ends_without_a_panic() {
+    let mut child = hookgate()
+        .args(["--config", "examples/demo.toml", "check-config"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]
@@ -87,6 +141,60 @@ fn an_unreadable_config_is_a_one_line_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.starts_with("hookgate: cannot read /nonexistent/hookgate.toml"),
+        "{stderr}"
+    );
+}
+
+/// `hookgate migrate` against `database_url`: its stderr.
+fn migrate_against(database_url: &str) -> String {
+    let file = write_config(&format!(
+        r#"
+        database_url = "{database_url}"
+        redis_url = "{}"
+        [[sources]]
+        name = "github"
+        provider = "github"
+        secrets = ["s3cret"]
+        "#,
+        redis_url()
+    ));
+    let out = hookgate()
+        .arg("--config")
+        .arg(file.path())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A wrong port or database name is one line naming where hookgate tried to connect and what
+/// Postgres (or the system) answered, said once; not the pool's "timed out".
+#[test]
+fn a_postgres_that_cannot_be_reached_is_named_with_its_cause_once() {
+    let closed = free_port();
+    let stderr = migrate_against(&format!("postgres://postgres@127.0.0.1:{closed}/hookgate"));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot connect to Postgres at 127.0.0.1:{closed}")),
+        "{stderr}"
+    );
+    assert!(stderr.to_lowercase().contains("refused"), "{stderr}");
+    assert!(!stderr.contains("pool timed out"), "{stderr}");
+
+    let missing = "hookgate_no_such_database";
+    let mut url = common::base_database_url();
+    let at = url.rfind('/').unwrap();
+    url.replace_range(at + 1.., missing);
+    let stderr = migrate_against(&url);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("does not exist").count(),
+        1,
+        "said once: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("database \"{missing}\"")),
         "{stderr}"
     );
 }
@@ -214,6 +322,16 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
         stored_line["span"]["request_id"], "req-in-flight",
         "{stored_line}"
     );
+    // Logs carry values a person reads, not Rust's Debug forms.
+    let started_line = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "hookgate started")
+        .unwrap_or_else(|| panic!("no JSON 'hookgate started' line in:\n{logs}"));
+    assert_eq!(started_line["roles"], "receiver, worker", "{started_line}");
+    for debug_form in ["Roles {", "Some(", "New(", "RetryIn("] {
+        assert!(!logs.contains(debug_form), "{debug_form} in:\n{logs}");
+    }
 }
 
 fn tokio_stream(

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::delivery::{SECRET, github_source};
 use common::raw::Raw;
 use common::{Reply, Running, TestEnv, sign};
 use hookgate::app::Roles;
@@ -11,25 +12,11 @@ use hookgate::config::Config;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "s3cret";
 /// Longest a test waits for what should happen within a second or two.
 const WAIT: Duration = Duration::from_secs(10);
 
 const HALF_HEAD: &[u8] = b"POST /webhooks/github HTTP/1.1\r\nHost: hookgate\r\nX-Hub-Sig";
 const HEALTH: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: hookgate\r\n\r\n";
-
-/// A GitHub source; each test that reads a metric names its own, as metrics are per process.
-fn source(name: &str, extra: &str) -> String {
-    format!(
-        r#"
-        [[sources]]
-        name = "{name}"
-        provider = "github"
-        secrets = ["{SECRET}"]
-        {extra}
-        "#
-    )
-}
 
 fn config_text(env: &TestEnv, edge: &str, sources: &str) -> String {
     format!("{}\n[edge]\n{edge}\n", env.config_text(sources))
@@ -82,7 +69,7 @@ async fn silent_half_sent_and_dribbling_heads_are_closed_after_header_timeout() 
     let gw = receiver(
         &env,
         "header_timeout = \"1s\"\nidle_timeout = \"60s\"",
-        &source("github", ""),
+        &github_source("github", ""),
     )
     .await;
     let mut silent = Raw::connect(&gw.base).await;
@@ -126,7 +113,7 @@ async fn a_kept_alive_connection_idles_up_to_idle_timeout_then_is_closed() {
     let gw = receiver(
         &env,
         "header_timeout = \"1s\"\nidle_timeout = \"3s\"",
-        &source("github", ""),
+        &github_source("github", ""),
     )
     .await;
     let mut raw = Raw::connect(&gw.base).await;
@@ -143,7 +130,7 @@ async fn a_kept_alive_connection_idles_up_to_idle_timeout_then_is_closed() {
 #[tokio::test]
 async fn a_stalled_body_is_answered_408_at_body_timeout_and_its_connection_closed() {
     let env = TestEnv::new().await;
-    let gw = receiver(&env, "body_timeout = \"1s\"", &source("stalled", "")).await;
+    let gw = receiver(&env, "body_timeout = \"1s\"", &github_source("stalled", "")).await;
     let body = br#"{"action":"opened"}"#;
     let mut raw = Raw::connect(&gw.base).await;
     raw.send(&signed_head("stalled", "d-1", body, false)).await;
@@ -170,7 +157,7 @@ async fn webhooks_that_would_pass_ingest_memory_are_refused_before_their_body_is
     let gw = receiver(
         &env,
         "ingest_memory = \"64KiB\"",
-        &source("budget", "max_body = \"64KiB\""),
+        &github_source("budget", "max_body = \"64KiB\""),
     )
     .await;
     let body = format!(r#"{{"pad":"{}"}}"#, "a".repeat(40_000)).into_bytes();
@@ -230,7 +217,7 @@ async fn webhooks_that_would_pass_ingest_memory_are_refused_before_their_body_is
 #[tokio::test]
 async fn a_head_over_64_kib_is_refused() {
     let env = TestEnv::new().await;
-    let gw = receiver(&env, "", &source("github", "")).await;
+    let gw = receiver(&env, "", &github_source("github", "")).await;
     let mut raw = Raw::connect(&gw.base).await;
     let head = format!(
         "GET /healthz HTTP/1.1\r\nHost: hookgate\r\nX-Padding: {}\r\n\r\n",
@@ -252,7 +239,7 @@ async fn a_head_over_64_kib_is_refused() {
 #[tokio::test]
 async fn a_full_ingest_queue_is_answered_503_with_retry_after_and_counted() {
     let env = TestEnv::new().await;
-    let gw = receiver(&env, "ingest_queue = 1", &source("queued", "")).await;
+    let gw = receiver(&env, "ingest_queue = 1", &github_source("queued", "")).await;
     let mut lock = env.db.begin().await.unwrap();
     sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
         .execute(&mut *lock)
@@ -305,7 +292,7 @@ impl Hookgate {
     /// Runs the binary with `edge` settings and, when given, an open-file limit (soft and hard).
     fn spawn(env: &TestEnv, edge: &str, open_files: Option<u64>) -> Self {
         let (public, admin) = (free_port(), free_port());
-        let text = config_text(env, edge, &source("github", ""))
+        let text = config_text(env, edge, &github_source("github", ""))
             .replace(
                 "admin_listen = \"127.0.0.1:0\"",
                 &format!("admin_listen = \"127.0.0.1:{admin}\""),

@@ -628,7 +628,7 @@ async fn a_full_ingest_queue_refuses_at_once_and_stores_what_it_queued() {
     let config = env.config(&all_presets());
     let store = Store::connect_lazy(&env.database_url, 4).unwrap();
     store.migrate().await.unwrap();
-    let streams = Streams::new(&common::redis_url(), &env.prefix).unwrap();
+    let streams = Streams::new(&common::redis_url().into(), &env.prefix).unwrap();
     let batcher = Batcher::spawn(store, streams, 2);
     let budget = IngestBudget::new(1 << 20);
     let source = config.source("github").unwrap();

@@ -10,9 +10,9 @@ use common::sink::Sink;
 use common::{Running, TestEnv, redis_url, seed, sign};
 use hookgate::app::{Gateway, Roles};
 use hookgate::store::Store;
-use hookgate::store::breaker::Breakers;
 use hookgate::store::deliveries::{Attempt, ClaimedEvent, Next};
 use hookgate::store::outcomes::Outcome;
+use hookgate::store::rules::Rules;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
@@ -635,7 +635,7 @@ async fn sibling_outcomes_recorded_at_once_settle_the_event() {
         .await
         .unwrap();
         let mut claims = store
-            .claim(&[event], Duration::from_secs(60))
+            .claim(&[event], Duration::from_secs(60), &[])
             .await
             .unwrap();
         claims.events.pop().unwrap()
@@ -706,10 +706,10 @@ async fn sibling_outcomes_recorded_at_once_settle_the_event() {
         event: &b,
         attempts: &outcome_b,
     }];
-    let breakers = Breakers::default();
+    let rules = Rules::default();
     let (recorded_a, recorded_b, ()) = tokio::join!(
-        store.record(&outcome_a, &breakers),
-        store.record(&outcome_b, &breakers),
+        store.record(&outcome_a, &rules),
+        store.record(&outcome_b, &rules),
         release
     );
     recorded_a.unwrap();

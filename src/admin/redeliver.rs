@@ -53,7 +53,7 @@ pub async fn redeliver(
         .replayer
         .redeliver(id, destinations.as_deref(), &auth.actor())
         .await?;
-    tracing::info!(token = %auth.token, event = %id, destinations = ?redelivered.destinations, enqueued, "event redelivered");
+    tracing::info!(token = %auth.token, event = %id, destinations = %redelivered.destinations.join(", "), enqueued, "event redelivered");
     let status = admin
         .store
         .event_status(id)

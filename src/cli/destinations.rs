@@ -5,7 +5,7 @@ use super::args::{columns, one_line, print_json};
 use crate::config::Config;
 use crate::store::Store;
 use crate::store::admin_actions::Actor;
-use crate::store::destinations::{Changed, DestinationStatus};
+use crate::store::destinations::{Changed, DestinationStatus, ThrottleStatus};
 use crate::store::routes::Routes;
 use anyhow::Context;
 use clap::Subcommand;
@@ -56,6 +56,21 @@ pub async fn run(config: &Config, command: DestinationsCommand) -> anyhow::Resul
     Ok(())
 }
 
+/// `50/s`, `4 in flight`, both, or `-`.
+fn throttle(t: &ThrottleStatus) -> String {
+    let parts: Vec<String> = [
+        t.rate_limit.clone(),
+        t.max_in_flight.map(|n| format!("{n} in flight")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match parts.is_empty() {
+        true => "-".to_string(),
+        false => parts.join(", "),
+    }
+}
+
 /// Aligned columns, a header, one line per destination.
 fn table(rows: &[DestinationStatus]) -> String {
     let mut lines = vec![
@@ -64,6 +79,7 @@ fn table(rows: &[DestinationStatus]) -> String {
             "DESTINATION",
             "STATE",
             "FAILURES",
+            "THROTTLE",
             "PENDING",
             "OLDEST",
             "LAST ERROR",
@@ -77,6 +93,7 @@ fn table(rows: &[DestinationStatus]) -> String {
             d.destination.clone(),
             d.state.clone(),
             d.breaker.failures.to_string(),
+            throttle(&d.throttle),
             format!("{}{}", d.pending, if d.pending_more { "+" } else { "" }),
             (d.oldest_pending_age_seconds).map_or("-".to_string(), |s| format!("{s:.0}s")),
             one_line(d.last_error.as_deref().unwrap_or("-"), ERROR_WIDTH),

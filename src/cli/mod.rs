@@ -6,4 +6,5 @@ pub mod destinations;
 pub mod dlq;
 pub mod events;
 pub mod retention;
+pub mod send;
 pub mod tail;

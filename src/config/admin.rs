@@ -41,7 +41,6 @@ const MIN_TOKEN_LEN: usize = 16;
 pub const CLI_ACTOR_PREFIX: &str = "cli:";
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawAdminToken {
     name: String,
     token: String,

@@ -1,5 +1,6 @@
 //! Where events go and how hard hookgate tries: destinations, the retry policy, the worker.
 
+use super::throttle::{self, Throttle};
 use super::{tls, units};
 use crate::event_type::EventPattern;
 use crate::routing::{BodyFilter, Selector};
@@ -23,6 +24,9 @@ pub struct Destination {
     /// Which of its source's events it takes (`events`, `filter`).
     pub selector: Selector,
     pub breaker: Breaker,
+    pub throttle: Throttle,
+    /// One delivery at a time, in the order the events were received.
+    pub ordered: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +90,6 @@ impl Default for WorkerConfig {
 }
 
 #[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawRetry {
     max_attempts: Option<u32>,
     initial_delay: Option<String>,
@@ -139,7 +142,6 @@ impl RawRetry {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawWorker {
     concurrency: Option<usize>,
     visibility_timeout: Option<String>,
@@ -197,7 +199,6 @@ impl RawWorker {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawDestination {
     name: String,
     url: Option<String>,
@@ -215,10 +216,12 @@ pub(super) struct RawDestination {
     breaker_failures: Option<u32>,
     breaker_cool_down: Option<String>,
     breaker_max_cool_down: Option<String>,
+    rate_limit: Option<String>,
+    max_in_flight: Option<u32>,
+    ordered: Option<bool>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawFilter {
     json_pointer: String,
     equals: serde_json::Value,
@@ -255,6 +258,12 @@ impl RawDestination {
             breaker_max_cool_down: self.breaker_max_cool_down.clone(),
         }
         .validate(key, problems);
+        let throttle = throttle::validate(
+            key,
+            self.rate_limit.as_deref(),
+            self.max_in_flight,
+            problems,
+        );
         let target = match (self.url, self.stream) {
             (Some(url), None) if url.starts_with("http://") || url.starts_with("https://") => {
                 if self.max_len.is_some() {
@@ -322,6 +331,8 @@ impl RawDestination {
             tls,
             selector,
             breaker,
+            throttle,
+            ordered: self.ordered.unwrap_or(false),
         })
     }
 

@@ -4,17 +4,27 @@
 mod admin;
 mod delivery;
 mod edge;
+mod ingress;
 mod interpolate;
+mod locate;
+mod redis_url;
 mod retention;
+mod shape;
 mod source;
+mod throttle;
 mod tls;
 mod units;
 
 pub use admin::{AdminToken, CLI_ACTOR_PREFIX, Scope};
 pub use delivery::{Breaker, Destination, RetryPolicy, Target, WorkerConfig};
 pub use edge::{DEFAULT_MAX_CONNECTIONS, EdgeConfig};
+pub use ingress::Ingress;
+pub use locate::{Location, Problem};
+pub use redis_url::RedisUrl;
 pub use retention::Retention;
 pub use source::{Provider, Source};
+pub use throttle::Throttle;
+pub use units::Rate;
 
 use crate::tls::TlsSettings;
 use serde::Deserialize;
@@ -33,7 +43,7 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub database_url: String,
     pub database_pool_size: u32,
-    pub redis_url: String,
+    pub redis_url: RedisUrl,
     /// First part of every Redis key, so deployments (and tests) can share one Redis.
     pub stream_prefix: String,
     pub worker: WorkerConfig,
@@ -59,20 +69,26 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
+    /// The text is not TOML at all; the message says where toml's parser stopped.
     #[error("{path} is not valid TOML: {message}")]
     Syntax { path: String, message: String },
-    #[error("{path} is invalid:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Invalid { path: String, problems: Vec<String> },
+    /// Valid TOML, but not a valid configuration: every problem found, each with its place.
+    #[error("{path} is invalid ({} problem{}):\n{}", .problems.len(), if .problems.len() == 1 { "" } else { "s" }, .problems.iter().map(|p| format!("  {path}: {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        path: String,
+        problems: Vec<Problem>,
+    },
 }
 
+/// Unknown keys are refused (a typo must not silently disable something), but found by
+/// [`shape::read`] rather than `deny_unknown_fields`, so that all of them are reported.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
     admin_listen: Option<String>,
     database_url: Option<String>,
     database_pool_size: Option<u32>,
-    redis_url: Option<String>,
+    redis_url: Option<redis_url::RawRedisUrl>,
     stream_prefix: Option<String>,
     retry: Option<delivery::RawRetry>,
     worker: Option<delivery::RawWorker>,
@@ -108,22 +124,34 @@ impl Config {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let syntax = |message: String| ConfigError::Syntax {
+        let syntax = |e: toml::de::Error| ConfigError::Syntax {
             path: path.to_string(),
-            message,
+            message: e.to_string().trim_end().to_string(),
         };
-        let mut value: toml::Value = toml::from_str(text).map_err(|e| syntax(e.to_string()))?;
+        // Parsed twice: the spanned document only to say where problems are, the value to
+        // interpolate and read.
+        let document = toml::de::DeTable::parse(text).map_err(syntax)?;
+        let mut value: toml::Value = toml::from_str(text).map_err(syntax)?;
         let mut problems = Vec::new();
         interpolate::interpolate(&mut value, env, &mut problems);
-        let raw: RawConfig = value.try_into().map_err(|e| syntax(e.to_string()))?;
-        let config = raw.validate(env, &mut problems);
-        match config {
-            Some(config) if problems.is_empty() => Ok(config),
-            _ => Err(ConfigError::Invalid {
-                path: path.to_string(),
-                problems,
-            }),
+        let config = shape::read::<RawConfig>(value, &mut problems)
+            .and_then(|raw| raw.validate(env, &mut problems));
+        if let (Some(config), true) = (config, problems.is_empty()) {
+            return Ok(config);
         }
+        let mut problems: Vec<Problem> = problems
+            .into_iter()
+            .map(|message| Problem {
+                location: locate::locate(text, &document, &message),
+                message,
+            })
+            .collect();
+        // In the file's order, after those about keys the file lacks.
+        problems.sort_by_key(|p| p.location.map(|at| (at.line, at.column)));
+        Err(ConfigError::Invalid {
+            path: path.to_string(),
+            problems,
+        })
     }
 
     pub fn source(&self, name: &str) -> Option<&Source> {
@@ -170,12 +198,8 @@ impl RawConfig {
             self.database_url,
             &["postgres", "postgresql"],
         );
-        let redis_url = url(
-            "redis_url",
-            REDIS_URL_ENV,
-            self.redis_url,
-            &["redis", "rediss"],
-        );
+        let redis_url =
+            RedisUrl::validate(self.redis_url, REDIS_URL_ENV, env(REDIS_URL_ENV), problems);
 
         let alert_https = match &self.alert_webhook_url {
             Some(url) if url.starts_with("https://") => true,
@@ -290,7 +314,9 @@ mod tests {
 
     fn problems(text: &str) -> Vec<String> {
         match parse(text) {
-            Err(ConfigError::Invalid { problems, .. }) => problems,
+            Err(ConfigError::Invalid { problems, .. }) => {
+                problems.into_iter().map(|p| p.message).collect()
+            }
             other => panic!("expected invalid config, got {other:?}"),
         }
     }
@@ -360,7 +386,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.database_url, "postgres://override/db");
-        assert_eq!(config.redis_url, "redis://127.0.0.1");
+        assert_eq!(config.redis_url, RedisUrl::Node("redis://127.0.0.1".into()));
     }
 
     #[test]
@@ -454,10 +480,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_duplicate_names_are_refused() {
-        let err = parse(&format!("{BASE}\nlisten_addr = \"x\"")).unwrap_err();
-        assert!(
-            matches!(err, ConfigError::Syntax { ref message, .. } if message.contains("listen_addr")),
-            "{err}"
+        assert_eq!(
+            problems(&format!(
+                "listen_addr = \"x\"\n{BASE}\n[[sources]]\nname = \"a\"\nprovider = \"github\"\nsecrets = [\"x\"]"
+            )),
+            vec!["listen_addr: unknown key"]
         );
         let found = problems(&format!(
             r#"{BASE}
@@ -472,6 +499,78 @@ mod tests {
         "#
         ));
         assert_eq!(found, vec!["sources[1].name: \"a\" is used twice"]);
+    }
+
+    fn located(text: &str) -> Vec<String> {
+        match parse(text) {
+            Err(ConfigError::Invalid { problems, .. }) => {
+                problems.iter().map(ToString::to_string).collect()
+            }
+            other => panic!("expected invalid config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_typo_and_wrong_type_is_listed_with_its_line_and_column() {
+        let found = located(
+            r#"database_url = "postgres://127.0.0.1/hookgate"
+redis_url = "redis://127.0.0.1"
+listen_adress = "0.0.0.0:8080"
+[retry]
+max_atempts = 3
+initial_delay = 5
+[[sources]]
+name = "gh"
+provider = "github"
+secret = ["x"]
+  [[sources.destinations]]
+  name = "ci"
+  url = "http://ci.internal/"
+  timeout = "2m"
+"#,
+        );
+        assert_eq!(
+            found,
+            vec![
+                "line 3, column 1: listen_adress: unknown key",
+                "line 5, column 1: retry.max_atempts: unknown key",
+                "line 6, column 1: retry.initial_delay: invalid type: integer `5`, expected a string",
+                "line 7, column 1: sources[0].secrets: at least one secret is required (webhooks are never accepted unverified)",
+                "line 10, column 1: sources[0].secret: unknown key",
+                "line 14, column 3: sources[0].destinations[0].timeout: must be below worker.visibility_timeout (60s), or a slow delivery would be taken over while it runs",
+            ],
+        );
+    }
+
+    #[test]
+    fn only_text_that_is_not_toml_is_called_not_valid_toml() {
+        let error = parse("listen = \"0.0.0.0:8080\"\nsources = [\n").unwrap_err();
+        let ConfigError::Syntax { message, .. } = &error else {
+            panic!("expected a syntax error, got {error:?}");
+        };
+        assert!(message.contains("line 2, column 12"), "{message}");
+        let error = parse(&format!("{BASE}\nlisten = 8080")).unwrap_err();
+        assert!(matches!(error, ConfigError::Invalid { .. }), "{error}");
+        assert!(!error.to_string().contains("not valid TOML"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_required_key_stops_the_reading_but_is_reported_with_the_rest() {
+        let found = located(&format!(
+            r#"{BASE}
+            [[sources]]
+            provider = "github"
+            secrets = ["x"]
+            colour = "blue"
+            "#
+        ));
+        assert_eq!(
+            found,
+            vec![
+                "line 5, column 13: sources[0]: missing field `name`",
+                "line 8, column 13: sources[0].colour: unknown key",
+            ],
+        );
     }
 
     #[test]

@@ -2,91 +2,62 @@
 //! limit and event-id rule, validated into a ready-to-use [`Source`].
 
 use super::delivery::{Destination, RawDestination, RawRetry, RetryPolicy, WorkerConfig};
+use super::ingress::{self, Ingress};
 use super::units;
 use crate::event_id::{EventIdRule, IdSource};
 use crate::event_type::EventTypeRule;
-use crate::verify::hmac::{HmacParams, HmacScheme, Template, TimestampRule};
+use crate::verify::Verifier;
+use crate::verify::hmac::{HmacParams, HmacScheme, Template, TimeFormat, TimestampRule};
 use crate::verify::mac::{Algorithm, Encoding};
-use crate::verify::standard::Standard;
-use crate::verify::stripe::Stripe;
-use crate::verify::{Verifier, github, shopify, slack};
+use crate::verify::preset::{self, DEFAULT_MAX_BODY, KeyKind, Keys, Preset};
 use serde::Deserialize;
 use std::time::Duration;
 
-const DEFAULT_MAX_BODY: usize = 1 << 20;
-/// GitHub caps payloads at 25 MB.
-const GITHUB_MAX_BODY: usize = 25 << 20;
 /// Bodies are held in memory while they are verified and stored.
 const MAX_BODY_CEILING: usize = 64 << 20;
+/// The generic scheme's tolerance when `timestamp_header` is set without `tolerance`.
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A source's `provider`: a preset from the registry, or the generic HMAC scheme.
+#[derive(Clone, Copy)]
 pub enum Provider {
-    Stripe,
-    Github,
-    Standard,
-    Shopify,
-    Slack,
+    Preset(&'static Preset),
     Hmac,
 }
 
 impl Provider {
-    const ALL: [Self; 6] = [
-        Self::Stripe,
-        Self::Github,
-        Self::Standard,
-        Self::Shopify,
-        Self::Slack,
-        Self::Hmac,
-    ];
-
     fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == name)
+        match name {
+            "hmac" => Some(Self::Hmac),
+            _ => preset::find(name).map(Self::Preset),
+        }
     }
 
     /// The name used in configuration.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Stripe => "stripe",
-            Self::Github => "github",
-            Self::Standard => "standard",
-            Self::Shopify => "shopify",
-            Self::Slack => "slack",
+            Self::Preset(preset) => preset.name,
             Self::Hmac => "hmac",
         }
     }
 
-    fn has_timestamp(self) -> bool {
-        matches!(self, Self::Stripe | Self::Standard | Self::Slack)
-    }
-
-    fn default_event_id(self) -> EventIdRule {
+    fn preset(self) -> Option<&'static Preset> {
         match self {
-            Self::Stripe => EventIdRule::json_pointer("/id"),
-            Self::Github => EventIdRule::header("X-GitHub-Delivery"),
-            // The verifier takes Svix's `svix-*` names as well: so must the id.
-            Self::Standard => EventIdRule::first_header(&["webhook-id", "svix-id"]),
-            Self::Shopify => EventIdRule::header("X-Shopify-Webhook-Id"),
-            Self::Slack => EventIdRule {
-                from: Some(IdSource::JsonPointer("/event_id".into())),
-                fallback_body_sha256: true,
-            },
-            Self::Hmac => EventIdRule {
-                from: None,
-                fallback_body_sha256: true,
-            },
-        }
-    }
-
-    /// Where the preset's webhooks name their type; `hmac` sources configure it.
-    fn event_type(self) -> Option<EventTypeRule> {
-        match self {
-            Self::Stripe | Self::Standard => Some(EventTypeRule::json_pointer("/type")),
-            Self::Github => Some(EventTypeRule::header("X-GitHub-Event")),
-            Self::Shopify => Some(EventTypeRule::header("X-Shopify-Topic")),
-            Self::Slack => Some(EventTypeRule::json_pointer("/event/type")),
+            Self::Preset(preset) => Some(preset),
             Self::Hmac => None,
         }
+    }
+}
+
+impl PartialEq for Provider {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -105,6 +76,7 @@ pub struct Source {
     pub dead_letter_alert: Option<u64>,
     /// How long its settled events are kept, when not the global `retention`.
     pub retention: Option<Duration>,
+    pub ingress: Ingress,
 }
 
 impl Source {
@@ -131,12 +103,16 @@ impl std::fmt::Debug for Source {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawSource {
     name: String,
     provider: String,
     #[serde(default)]
     secrets: Vec<String>,
+    // Asymmetric presets verify with the provider's public keys; some sign their URL.
+    #[serde(default)]
+    public_keys: Vec<String>,
+    public_url: Option<String>,
+    verify_token: Option<String>,
     max_body: Option<String>,
     tolerance: Option<String>,
     event_id: Option<RawEventId>,
@@ -153,10 +129,12 @@ pub(super) struct RawSource {
     retry: Option<RawRetry>,
     dead_letter_alert: Option<u64>,
     retention: Option<String>,
+    allow_ips: Option<Vec<String>>,
+    trusted_proxies: Option<Vec<String>>,
+    rate_limit: Option<String>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawEventId {
     header: Option<String>,
     json_pointer: Option<String>,
@@ -165,7 +143,6 @@ struct RawEventId {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawEventType {
     header: Option<String>,
     json_pointer: Option<String>,
@@ -217,6 +194,13 @@ impl RawSource {
                 destinations.push(d);
             }
         }
+        let ingress = ingress::validate(
+            &key,
+            self.allow_ips.as_deref(),
+            self.trusted_proxies.as_deref(),
+            self.rate_limit.as_deref(),
+            problems,
+        );
         let mut p = Problems {
             key: key.clone(),
             list: problems,
@@ -230,22 +214,19 @@ impl RawSource {
         let provider = Provider::parse(&self.provider);
         if provider.is_none() {
             p.add(format_args!(
-                "provider: unknown provider {:?} (stripe, github, standard, shopify, slack, hmac)",
-                self.provider
+                "provider: unknown provider {:?} ({})",
+                self.provider,
+                preset::names()
             ));
         }
-        if self.secrets.is_empty() {
-            p.add(
-                "secrets: at least one secret is required (webhooks are never accepted unverified)",
-            );
-        }
-        if self.secrets.iter().any(|s| s.is_empty()) {
-            p.add("secrets: a secret is empty (is its environment variable set to \"\"?)");
-        }
-        let default_max = match provider {
-            Some(Provider::Github) => GITHUB_MAX_BODY,
-            _ => DEFAULT_MAX_BODY,
+        let key_kind = match provider {
+            Some(Provider::Preset(preset)) => preset.keys,
+            _ => KeyKind::Secrets,
         };
+        self.check_key_lists(key_kind, &mut p);
+        let default_max = provider
+            .and_then(Provider::preset)
+            .map_or(DEFAULT_MAX_BODY, |preset| preset.max_body);
         let max_body = match &self.max_body {
             Some(text) => p.take(units::size(&format!("{key}.max_body"), text)),
             None => Some(default_max),
@@ -256,9 +237,13 @@ impl RawSource {
                 bytesize::ByteSize(MAX_BODY_CEILING as u64).display().iec()
             ));
         }
+        let default_tolerance = provider
+            .and_then(Provider::preset)
+            .and_then(|preset| preset.tolerance)
+            .unwrap_or(DEFAULT_TOLERANCE);
         let tolerance = match &self.tolerance {
             Some(text) => p.take(units::duration(&format!("{key}.tolerance"), text)),
-            None => Some(DEFAULT_TOLERANCE),
+            None => Some(default_tolerance),
         };
         if self.dead_letter_alert == Some(0) {
             p.add("dead_letter_alert: must be at least 1 (leave it out for no alert)");
@@ -292,12 +277,62 @@ impl RawSource {
             retry,
             dead_letter_alert: self.dead_letter_alert,
             retention,
+            ingress,
         })
+    }
+
+    /// The key lists the scheme needs are there, without empty entries, and no other.
+    fn check_key_lists(&self, kind: KeyKind, p: &mut Problems) {
+        let name = &self.provider;
+        match kind {
+            KeyKind::Secrets if self.secrets.is_empty() => p.add(
+                "secrets: at least one secret is required (webhooks are never accepted unverified)",
+            ),
+            KeyKind::PublicKeys if self.public_keys.is_empty() => p.add(format_args!(
+                "public_keys: at least one public key is required: provider = {name:?} signs with its private key"
+            )),
+            KeyKind::Either if self.secrets.is_empty() && self.public_keys.is_empty() => {
+                p.add("secrets: set secrets (whsec_..) or public_keys (whpk_..), or both")
+            }
+            _ => {}
+        }
+        if kind == KeyKind::Secrets && !self.public_keys.is_empty() {
+            p.add(format_args!(
+                "public_keys: provider = {name:?} verifies with shared secrets; put them in secrets"
+            ));
+        }
+        if kind == KeyKind::PublicKeys && !self.secrets.is_empty() {
+            p.add(format_args!(
+                "secrets: provider = {name:?} verifies with the provider's public keys; put them in public_keys"
+            ));
+        }
+        for (list, keys) in [
+            ("secrets", &self.secrets),
+            ("public_keys", &self.public_keys),
+        ] {
+            if keys.iter().any(|s| s.is_empty()) {
+                p.add(format_args!(
+                    "{list}: an entry is empty (is its environment variable set to \"\"?)"
+                ));
+            }
+        }
     }
 
     /// Presets fix their scheme: a generic key on one is a misunderstanding worth stopping for.
     fn check_preset_keys(&self, provider: Option<Provider>, p: &mut Problems) {
-        let Some(provider) = provider.filter(|p| *p != Provider::Hmac) else {
+        let extra_keys = [
+            ("public_url", self.public_url.is_some()),
+            ("verify_token", self.verify_token.is_some()),
+        ];
+        let preset = provider.and_then(Provider::preset);
+        let used = |name: &str| preset.is_some_and(|preset| preset.extra_keys.contains(&name));
+        for (name, _) in extra_keys.iter().filter(|(name, set)| *set && !used(name)) {
+            p.add(format_args!(
+                "{name}: provider = {:?} does not use it",
+                self.provider
+            ));
+        }
+        let Some(preset) = preset else {
             return;
         };
         let generic_keys = [
@@ -314,7 +349,7 @@ impl RawSource {
                 self.provider
             ));
         }
-        if self.tolerance.is_some() && !provider.has_timestamp() {
+        if self.tolerance.is_some() && preset.tolerance.is_none() {
             p.add(format_args!(
                 "tolerance: {:?} signatures carry no timestamp",
                 self.provider
@@ -324,7 +359,10 @@ impl RawSource {
 
     fn event_id_rule(&self, provider: Option<Provider>, p: &mut Problems) -> Option<EventIdRule> {
         let Some(raw) = &self.event_id else {
-            return provider.map(Provider::default_event_id);
+            return provider.map(|provider| match provider {
+                Provider::Preset(preset) => (preset.event_id)(),
+                Provider::Hmac => EventIdRule::body_sha256(),
+            });
         };
         let from = match (&raw.header, &raw.json_pointer) {
             (Some(_), Some(_)) => {
@@ -358,7 +396,9 @@ impl RawSource {
         p: &mut Problems,
     ) -> Option<EventTypeRule> {
         let Some(raw) = &self.event_type else {
-            return provider.and_then(Provider::event_type);
+            return provider
+                .and_then(Provider::preset)
+                .and_then(|preset| (preset.event_type)());
         };
         if provider.is_some_and(|p| p != Provider::Hmac) {
             p.add(format_args!(
@@ -383,7 +423,7 @@ impl RawSource {
         }
     }
 
-    /// Keys the secrets; `generic` is the validated scheme of a `provider = "hmac"` source.
+    /// Keys the scheme; `generic` is the validated scheme of a `provider = "hmac"` source.
     fn verifier(
         &self,
         provider: Provider,
@@ -391,21 +431,23 @@ impl RawSource {
         generic: Option<HmacParams>,
         p: &mut Problems,
     ) -> Option<Verifier> {
-        let secrets = &self.secrets;
-        Some(match provider {
-            Provider::Stripe => Verifier::Stripe(Stripe::new(secrets, tolerance)),
-            Provider::Standard => match Standard::new(secrets, tolerance) {
-                Ok(s) => Verifier::Standard(s),
-                Err(e) => {
-                    p.add(format_args!("secrets: {e}"));
-                    return None;
-                }
-            },
-            Provider::Github => Verifier::Hmac(HmacScheme::new(github::params(), secrets)),
-            Provider::Shopify => Verifier::Hmac(HmacScheme::new(shopify::params(), secrets)),
-            Provider::Slack => Verifier::Hmac(HmacScheme::new(slack::params(tolerance), secrets)),
-            Provider::Hmac => Verifier::Hmac(HmacScheme::new(generic?, secrets)),
-        })
+        let Provider::Preset(preset) = provider else {
+            return Some(Verifier::new(HmacScheme::new(generic?, &self.secrets)));
+        };
+        let keys = Keys {
+            secrets: &self.secrets,
+            public_keys: &self.public_keys,
+            public_url: self.public_url.as_deref(),
+            verify_token: self.verify_token.as_deref(),
+            tolerance,
+        };
+        match (preset.build)(&keys) {
+            Ok(scheme) => Some(scheme.into()),
+            Err(problem) => {
+                p.add(format_args!("{}: {}", problem.key, problem.message));
+                None
+            }
+        }
     }
 
     fn generic_params(
@@ -463,6 +505,7 @@ impl RawSource {
             timestamp: self.timestamp_header.as_ref().map(|header| TimestampRule {
                 header: header.to_ascii_lowercase(),
                 tolerance,
+                format: TimeFormat::Seconds,
             }),
             id_header,
         })
@@ -475,3 +518,7 @@ pub(super) fn valid_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
+
+#[cfg(test)]
+#[path = "source_tests.rs"]
+mod tests;

@@ -110,7 +110,9 @@ mod tests {
 
         fn problems(&self, settings: &str, destinations: &str) -> Vec<String> {
             match self.parse(settings, destinations) {
-                Err(ConfigError::Invalid { problems, .. }) => problems,
+                Err(ConfigError::Invalid { problems, .. }) => {
+                    problems.into_iter().map(|p| p.message).collect()
+                }
                 other => panic!("expected invalid config, got {other:?}"),
             }
         }

@@ -15,9 +15,63 @@ pub fn size(key: &str, text: &str) -> Result<usize, String> {
     usize::try_from(parsed.as_u64()).map_err(|_| format!("{key}: {text:?} is too large"))
 }
 
+/// A rate such as `"50/s"` or `"3000/m"`: `count` events per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl Rate {
+    /// The time between two events at this rate.
+    pub fn interval(self) -> Duration {
+        self.per / self.count
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = if self.per == Duration::from_secs(60) {
+            "m"
+        } else {
+            "s"
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+pub fn rate(key: &str, text: &str) -> Result<Rate, String> {
+    let refuse = || format!("{key}: {text:?} is not a rate like \"50/s\" or \"3000/m\"");
+    let (count, unit) = text.trim().split_once('/').ok_or_else(refuse)?;
+    let per = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        _ => return Err(refuse()),
+    };
+    match count.trim().parse::<u32>() {
+        Ok(count) if (1..=1_000_000).contains(&count) => Ok(Rate { count, per }),
+        Ok(_) => Err(format!("{key}: {text:?} must allow 1 to 1000000 per unit")),
+        Err(_) => Err(refuse()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_rates_per_second_and_per_minute() {
+        let fifty = rate("k", "50/s").unwrap();
+        assert_eq!(fifty.interval(), Duration::from_millis(20));
+        assert_eq!(fifty.to_string(), "50/s");
+        let slow = rate("k", " 30 / m ").unwrap();
+        assert_eq!(slow.interval(), Duration::from_secs(2));
+        assert_eq!(slow.to_string(), "30/m");
+        for bad in ["50", "50/h", "x/s", "0/s", "-1/s", "2000000/s"] {
+            let err = rate("d.rate_limit", bad).unwrap_err();
+            assert!(err.starts_with("d.rate_limit: "), "{err}");
+        }
+    }
 
     #[test]
     fn parses_durations_and_sizes() {

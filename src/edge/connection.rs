@@ -1,9 +1,9 @@
 //! One connection: HTTP/1.1 through hyper, closed when its phase's deadline passes, and on
 //! shutdown either closed at once or let finish the request it is answering.
 
-use super::Timeouts;
 use super::stage::{Answering, Stage};
 use super::watched::Watched;
+use super::{PeerAddr, Timeouts};
 use axum::Router;
 use axum::body::Body;
 use bytes::Bytes;
@@ -26,13 +26,15 @@ const MAX_HEAD: usize = 64 << 10;
 
 pub(super) async fn serve(
     stream: TcpStream,
+    peer: PeerAddr,
     router: Router,
     timeouts: Timeouts,
     shutdown: CancellationToken,
 ) {
     let stage = Arc::new(Stage::new(timeouts));
     let io = TokioIo::new(Watched::new(stream, stage.clone()));
-    let service = service_fn(|request| {
+    let service = service_fn(|mut request: hyper::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(peer);
         let _answering = stage.begin();
         let response = router.clone().oneshot(request);
         async move {

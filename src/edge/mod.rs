@@ -16,6 +16,7 @@ pub use open_files::{OpenFilesError, connection_cap};
 use crate::config::EdgeConfig;
 use axum::Router;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -23,6 +24,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::timeout::RequestBodyDeadlineLayer;
+
+/// The address a request's connection comes from, in the request's extensions: what a
+/// source's `allow_ips` checks (through `trusted_proxies`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// Connections the admin listener holds open: operators and a metrics scraper need few, and
 /// a cap keeps them inside the process's open-file budget.
@@ -74,17 +80,17 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let router = router.clone();
                 let shutdown = shutdown.clone();
                 connections.spawn(async move {
-                    connection::serve(stream, router, timeouts, shutdown).await;
+                    connection::serve(stream, PeerAddr(peer), router, timeouts, shutdown).await;
                     drop(slot);
                 });
             }
             Err(error) if is_connection_error(&error) => {}
             Err(error) => {
-                tracing::error!(%error, "accept failed; retrying in {ACCEPT_BACKOFF:?}");
+                tracing::error!(%error, "accept failed; retrying in {}", humantime::format_duration(ACCEPT_BACKOFF));
                 tokio::select! {
                     () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
                     () = shutdown.cancelled() => break,

@@ -16,6 +16,7 @@ use crate::queue::stream::Streams;
 use crate::store::Store;
 use crate::store::leader::Session;
 use crate::store::routes::Routes;
+use crate::store::rules::Rules;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -115,6 +116,7 @@ async fn lead(duties: Arc<Duties>, term: CancellationToken) {
             duties.streams.clone(),
             sources.clone(),
             Routes::new(config),
+            Rules::new(config).ordered,
             config.worker.schedule_interval,
             term.clone(),
         ),

@@ -44,6 +44,7 @@ pub async fn run(
     streams: Streams,
     sources: Vec<String>,
     routes: Routes,
+    ordered: Vec<String>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -67,6 +68,9 @@ pub async fn run(
             }
         }
         release_waiting(&store).await;
+        if let Err(error) = store.release_ordered(&ordered).await {
+            tracing::warn!(%error, "cannot put back the next delivery of ordered destinations; retrying next tick");
+        }
         // Entries added at ingest (or by a replay) are checked for at their time only once
         // the group has read every stream: before that, they are most likely still waiting
         // there, and checking each would cost a backlog one update per event.

@@ -11,7 +11,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// The channel the transition trigger notifies (migration 0016), with the schema as payload.
+/// The channel the transition trigger notifies (migration 0017), with the schema as payload.
 const CHANNEL: &str = "hookgate_transitions";
 
 #[derive(Debug, Clone, Copy)]

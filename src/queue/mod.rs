@@ -9,11 +9,17 @@
 //! it once processed, so the stream holds only unprocessed entries and never needs trimming,
 //! and "is this event on the stream?" is one set lookup. A Redis that loses its data loses both,
 //! so an empty set after a flush correctly says "nothing is queued".
+//!
+//! Redis may be one server or a Redis Cluster (see [`connection`]): no command, pipeline or
+//! script names the keys of more than one source, so each runs on the node that owns its
+//! source's slot.
 
+mod connection;
 pub mod epoch;
 pub mod progress;
 pub mod reader;
 pub mod stream;
+pub mod throttle;
 pub mod trim;
 
 use uuid::Uuid;

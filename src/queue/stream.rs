@@ -1,7 +1,8 @@
 //! Enqueueing, acknowledging and reclaiming on the shared (non-blocking) connection.
 
+use super::connection::{Connection, Timeouts};
 use super::{Entry, GROUP, QueueError};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use crate::config::RedisUrl;
 use redis::streams::StreamAutoClaimReply;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,30 +14,27 @@ const TIMEOUT: Duration = Duration::from_millis(1000);
 
 #[derive(Clone)]
 pub struct Streams {
-    conn: ConnectionManager,
+    conn: Connection,
     prefix: String,
 }
 
 impl Streams {
     /// Connects lazily and reconnects on its own, so the receiver starts and keeps accepting
     /// (into Postgres) while Redis is away.
-    pub fn new(url: &str, prefix: &str) -> Result<Self, QueueError> {
-        // The client's TCP settings turn a connection whose peer vanished into a dropped one,
-        // which the manager replaces; a response timeout alone does not make it reconnect.
-        let client = super::reader::client(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+    pub fn new(url: &RedisUrl, prefix: &str) -> Result<Self, QueueError> {
+        let timeouts = Timeouts {
+            connect: TIMEOUT,
+            response: Some(TIMEOUT),
+            retries: 1,
+        };
         Ok(Self {
-            conn,
+            conn: Connection::lazy(url, timeouts)?,
             prefix: prefix.to_string(),
         })
     }
 
     /// The shared connection, for the queue's other modules.
-    pub(super) fn conn(&self) -> ConnectionManager {
+    pub(super) fn conn(&self) -> Connection {
         self.conn.clone()
     }
 
@@ -75,7 +73,7 @@ impl Streams {
             .arg(self.queued_key(source))
             .arg(&ids)
             .ignore();
-        let () = pipe.query_async(&mut self.conn.clone()).await?;
+        let () = pipe.query_async(&mut self.conn()).await?;
         Ok(())
     }
 
@@ -88,7 +86,7 @@ impl Streams {
         let member: Vec<bool> = redis::cmd("SMISMEMBER")
             .arg(self.queued_key(source))
             .arg(&ids)
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn())
             .await?;
         Ok(events
             .iter()
@@ -107,7 +105,7 @@ impl Streams {
             .arg(GROUP)
             .arg("0")
             .arg("MKSTREAM")
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn())
             .await;
         match created {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
@@ -116,35 +114,40 @@ impl Streams {
     }
 
     /// The entries are done with: acknowledged, deleted, and their events no longer marked
-    /// queued, all in one atomic pipeline.
+    /// queued, in one atomic pipeline per source (a source's keys share one cluster slot,
+    /// different sources' keys need not). The pipelines go out together; the first error is
+    /// returned, and the entries of a source whose pipeline failed stay pending.
     pub async fn finish(&self, entries: &[Entry]) -> Result<(), QueueError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
         let mut by_source: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
         for entry in entries {
             by_source.entry(&entry.source).or_default().push(entry);
         }
+        let pipelines = by_source
+            .into_iter()
+            .map(|(source, entries)| self.finish_source(source, entries));
+        futures::future::try_join_all(pipelines).await?;
+        Ok(())
+    }
+
+    async fn finish_source(&self, source: &str, entries: Vec<&Entry>) -> Result<(), QueueError> {
+        let key = self.events_key(source);
+        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
         let mut pipe = redis::pipe();
         pipe.atomic();
-        for (source, entries) in by_source {
-            let key = self.events_key(source);
-            let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-            pipe.cmd("XACK").arg(&key).arg(GROUP).arg(&ids).ignore();
-            pipe.cmd("XDEL").arg(&key).arg(&ids).ignore();
-            let events: Vec<String> = entries
-                .iter()
-                .filter_map(|e| e.event)
-                .map(|e| e.to_string())
-                .collect();
-            if !events.is_empty() {
-                pipe.cmd("SREM")
-                    .arg(self.queued_key(source))
-                    .arg(&events)
-                    .ignore();
-            }
+        pipe.cmd("XACK").arg(&key).arg(GROUP).arg(&ids).ignore();
+        pipe.cmd("XDEL").arg(&key).arg(&ids).ignore();
+        let events: Vec<String> = entries
+            .iter()
+            .filter_map(|e| e.event)
+            .map(|e| e.to_string())
+            .collect();
+        if !events.is_empty() {
+            pipe.cmd("SREM")
+                .arg(self.queued_key(source))
+                .arg(&events)
+                .ignore();
         }
-        let () = pipe.query_async(&mut self.conn.clone()).await?;
+        let () = pipe.query_async(&mut self.conn()).await?;
         Ok(())
     }
 
@@ -167,7 +170,7 @@ impl Streams {
             .arg(cursor)
             .arg("COUNT")
             .arg(count)
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn())
             .await?;
         let entries = reply
             .claimed
@@ -182,7 +185,7 @@ impl Streams {
         let summary: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
             .arg(self.events_key(source))
             .arg(GROUP)
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn())
             .await?;
         Ok(summary.0)
     }
@@ -193,15 +196,13 @@ impl Streams {
             .arg(key)
             .arg("*")
             .arg(fields)
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn())
             .await?;
         Ok(())
     }
 
     pub async fn ping(&self) -> Result<(), QueueError> {
-        let _: String = redis::cmd("PING")
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
         Ok(())
     }
 }

@@ -1,44 +1,55 @@
-//! Handshakes a provider requires before it sends real events. They are answered only after
-//! the signature check, and never stored or enqueued.
+//! Handshakes a provider requires before it sends real events: a verified `POST` that is a
+//! handshake (its scheme says which), and Meta's subscription `GET`. Answered, never stored
+//! or enqueued.
 
-use crate::config::Provider;
+use super::Receiver;
+use crate::problem::Problem;
+use crate::verify::{Answer, Challenge};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
 
-/// Slack will not enable an Events API endpoint until it echoes the `challenge` of a
-/// `url_verification` request.
-pub fn answer(provider: Provider, body: &[u8]) -> Option<Json<Value>> {
-    #[derive(Deserialize)]
-    struct UrlVerification<'a> {
-        #[serde(rename = "type")]
-        kind: &'a str,
-        challenge: Option<String>,
-    }
-    if provider != Provider::Slack {
-        return None;
-    }
-    let request: UrlVerification = serde_json::from_slice(body).ok()?;
-    match (request.kind, request.challenge) {
-        ("url_verification", Some(challenge)) => Some(Json(json!({ "challenge": challenge }))),
-        _ => None,
+pub fn response(answer: Answer) -> Response {
+    match answer {
+        Answer::Json(value) => Json(value).into_response(),
+        Answer::Text(text) => {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_slack_url_verification_is_answered() {
-        let body = br#"{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
-        let Json(answer) = answer(Provider::Slack, body).unwrap();
-        assert_eq!(
-            answer["challenge"],
-            "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
-        );
-        assert!(super::answer(Provider::Github, body).is_none());
-        assert!(super::answer(Provider::Slack, br#"{"type":"event_callback"}"#).is_none());
-        assert!(super::answer(Provider::Slack, b"command=%2Fx").is_none());
+/// `GET /webhooks/{source}`: only for providers that subscribe an endpoint this way.
+pub async fn challenge(
+    State(receiver): State<Arc<Receiver>>,
+    Path(source_name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Some(source) = receiver.config.source(&source_name) else {
+        return Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown-source",
+            "Unknown source",
+            format!("unknown source {source_name:?}"),
+        )
+        .into_response();
+    };
+    match source.verifier.challenge(query.as_deref().unwrap_or("")) {
+        Challenge::Answer(answer) => {
+            tracing::info!(source = %source.name, "subscription challenge answered");
+            response(answer)
+        }
+        Challenge::Refused => {
+            tracing::info!(source = %source.name, "subscription challenge refused");
+            Problem::new(
+                StatusCode::FORBIDDEN,
+                "challenge-refused",
+                "Challenge refused",
+                "the verify token does not match, or hub.mode is not subscribe",
+            )
+            .into_response()
+        }
+        Challenge::Unsupported => Problem::method_not_allowed().into_response(),
     }
 }

@@ -1,10 +1,12 @@
-//! `POST /webhooks/{source}`: size limit -> memory budget -> verify -> event id and type ->
-//! the destinations that take it -> insert -> XADD -> 200.
+//! `POST /webhooks/{source}`: client address -> size limit -> memory budget -> verify ->
+//! rate limit -> event id and type -> the destinations that take it -> insert -> XADD -> 200.
 
 use super::batcher::Unavailable;
 use super::budget::{OverBudget, Reservation};
+use super::ingress::{self, Refused};
 use super::{Receiver, handshake, stored_headers, type_labels};
 use crate::config::Source;
+use crate::edge::PeerAddr;
 use crate::event_id::EventIdError;
 use crate::problem::Problem;
 use crate::routing::Routed;
@@ -12,7 +14,7 @@ use crate::store::events::{Inserted, NewEvent};
 use crate::verify::VerifyError;
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
@@ -45,6 +47,8 @@ pub enum IngestError {
     EventId(#[from] EventIdError),
     #[error("the event could not be stored")]
     Unavailable(#[from] Unavailable),
+    #[error(transparent)]
+    Refused(#[from] Refused),
 }
 
 impl IngestError {
@@ -59,6 +63,8 @@ impl IngestError {
             Self::Unverified(_) => "unverified",
             Self::EventId(_) => "missing_event_id",
             Self::Unavailable(_) => "unavailable",
+            Self::Refused(Refused::RateLimited { .. }) => "rate_limited",
+            Self::Refused(_) => "address_not_allowed",
         }
     }
 }
@@ -115,6 +121,19 @@ impl From<&IngestError> for Problem {
                 )
                 .retry_after(RETRY_AFTER_SECS)
             }
+            IngestError::Refused(Refused::RateLimited { retry_after, .. }) => Problem::new(
+                S::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Rate limited",
+                detail,
+            )
+            .retry_after(*retry_after),
+            IngestError::Refused(_) => Problem::new(
+                S::FORBIDDEN,
+                "address-not-allowed",
+                "Address not allowed",
+                detail,
+            ),
             // The cause is logged, not shown: it may name hosts and users of the database.
             IngestError::Unavailable(_) => Problem::new(
                 S::SERVICE_UNAVAILABLE,
@@ -136,6 +155,7 @@ struct Accepted {
 pub async fn ingest(
     State(receiver): State<Arc<Receiver>>,
     Path(source_name): Path<String>,
+    peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -145,7 +165,8 @@ pub async fn ingest(
         let unknown = Err(IngestError::UnknownSource(source_name));
         return reply("_unknown", type_labels::NONE.to_string(), unknown);
     };
-    let result = handle(&receiver, source, &headers, body).await;
+    let peer = peer.map(|Extension(peer)| peer);
+    let result = handle(&receiver, source, peer, &headers, body).await;
     metrics::histogram!("hookgate_ingest_duration_seconds", "source" => source.name.clone())
         .record(started.elapsed().as_secs_f64());
     let event_type = match &result {
@@ -165,14 +186,17 @@ enum Handled {
 async fn handle(
     receiver: &Receiver,
     source: &Source,
+    peer: Option<PeerAddr>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Handled, IngestError> {
+    ingress::check_address(&source.ingress, peer, headers)?;
     let (body, memory) = read_body(receiver, source, headers, body).await?;
     let verified = source.verifier.verify(headers, &body, unix_now())?;
-    if let Some(answer) = handshake::answer(source.provider, &body) {
-        return Ok(Handled::Handshake(answer.into_response()));
+    if let Some(answer) = source.verifier.handshake(&verified, headers, &body) {
+        return Ok(Handled::Handshake(handshake::response(answer)));
     }
+    ingress::take_slot(&receiver.streams, source).await?;
     let external_id = source.event_id.extract(headers, &body)?;
     let event_type = (source.event_type.as_ref()).and_then(|rule| rule.extract(headers, &body));
     let routed = Routed::new(event_type.as_deref(), &body);
@@ -193,7 +217,14 @@ async fn handle(
     // Answered once the event is committed and, when new, its XADD tried: from the commit
     // on the answer is 200 whatever Redis does.
     let inserted = receiver.batcher.ingest(event, memory).await?;
-    tracing::info!(source = %source.name, %external_id, ?event_type, ?inserted, "webhook stored");
+    match inserted {
+        Inserted::New(id) => {
+            tracing::info!(source = %source.name, %external_id, event_type = event_type.as_deref().unwrap_or("-"), event = %id, "webhook stored");
+        }
+        Inserted::Duplicate(id) => {
+            tracing::info!(source = %source.name, %external_id, event_type = event_type.as_deref().unwrap_or("-"), event = %id, "webhook was a duplicate");
+        }
+    }
     Ok(Handled::Stored(inserted, event_type))
 }
 

@@ -4,7 +4,7 @@
 //! opens a closed breaker that reached its threshold, and reopens a half-open one whose probe
 //! failed, for twice the last cool-down (up to the cap).
 
-use super::deliveries::{Attempt, FailureKind, storable};
+use super::deliveries::{Attempt, FailureKind, Next, storable};
 use crate::config::{Breaker, Config};
 use sqlx::PgConnection;
 use std::collections::{BTreeMap, HashMap};
@@ -47,6 +47,10 @@ pub(super) struct Tallies<'a>(BTreeMap<(&'a str, &'a str), Tally>);
 
 impl<'a> Tallies<'a> {
     pub(super) fn add(&mut self, source: &'a str, attempt: &'a Attempt) {
+        // A throttled delivery was not attempted: it says nothing about the destination.
+        if matches!(attempt.next, Next::Throttled { .. }) {
+            return;
+        }
         let tally = self.0.entry((source, &attempt.destination)).or_default();
         match &attempt.failure {
             None => tally.successes += 1,

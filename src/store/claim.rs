@@ -14,16 +14,33 @@ impl Store {
     /// ended without an outcome, so a message that crashes workers, or whose outcome cannot be
     /// recorded, is tried `max_attempts` times, not forever. The claims share one lease token.
     /// A delivery whose destination is paused, or whose breaker is open, is not claimed: it
-    /// waits for the scheduler (see `Store::release_waiting`), its attempts untouched.
-    pub async fn claim(&self, events: &[Uuid], lease: Duration) -> Result<Claims, StoreError> {
+    /// waits for the scheduler (see `Store::release_waiting`), its attempts untouched; so
+    /// does one to an `ordered` destination (`ordered`: `source/destination` keys) that is not
+    /// that destination's head, until the one ahead settles (see `store::ordered`).
+    pub async fn claim(
+        &self,
+        events: &[Uuid],
+        lease: Duration,
+        ordered: &[String],
+    ) -> Result<Claims, StoreError> {
         let spent = self.bury_spent(events).await?;
         let token = Uuid::new_v4();
         let rows = sqlx::query(
-            "WITH due AS (
-                 SELECT d.event_id, d.destination, e.source
-                 FROM deliveries d JOIN events e ON e.id = d.event_id
-                 -- Found through deliveries_pending by event id (migration 0011 says why).
+            "WITH locked AS (
+                 -- Every pending delivery of the batch (found through deliveries_pending by
+                 -- event id, migration 0011 says why), locked in key order before anything
+                 -- changes: two claims of overlapping batches (an event enqueued twice, read
+                 -- by two workers) then wait for each other instead of deadlocking.
+                 SELECT d.event_id, d.destination FROM deliveries d
                  WHERE d.event_id = ANY($1) AND d.state = 'pending'
+                 ORDER BY d.event_id, d.destination
+                 FOR UPDATE
+             ), due AS (
+                 SELECT d.event_id, d.destination, e.source
+                 FROM locked l
+                 JOIN deliveries d ON d.event_id = l.event_id AND d.destination = l.destination
+                 JOIN events e ON e.id = d.event_id
+                 WHERE d.state = 'pending'
                    AND d.attempts < d.max_attempts AND d.next_attempt_at <= now()
                    AND (d.lease_until IS NULL OR d.lease_until < now())
              ), held AS (
@@ -47,11 +64,22 @@ impl Store {
                  SELECT DISTINCT ON (h.source, h.destination) h.event_id, h.destination
                  FROM held h JOIN probing p USING (source, destination)
                  ORDER BY h.source, h.destination, h.event_id
+             ), behind AS (
+                 -- Due deliveries to an ordered destination that are not its head: one
+                 -- received earlier is pending, or another is in flight (store/ordered.rs).
+                 SELECT u.event_id, u.destination FROM due u
+                 WHERE u.source || '/' || u.destination = ANY($4)
+                   AND EXISTS (SELECT 1 FROM deliveries o JOIN events oe ON oe.id = o.event_id
+                               WHERE o.destination = u.destination AND oe.source = u.source
+                                 AND o.state = 'pending' AND o.event_id <> u.event_id
+                                 AND (o.event_id < u.event_id OR o.lease_until > now()))
              ), waiting AS (
                  SELECT h.event_id, h.destination FROM held h
                  WHERE (h.paused OR h.state <> 'closed' OR h.event_id > h.drain_after)
                    AND NOT EXISTS (SELECT 1 FROM probe p
                                    WHERE p.event_id = h.event_id AND p.destination = h.destination)
+                 UNION
+                 SELECT event_id, destination FROM behind
              ), parked AS (
                  -- The scheduler owns what waits, and puts it back when its destination
                  -- delivers again: no worker spins on it, and no attempt is spent.
@@ -74,9 +102,11 @@ impl Store {
                    AND (lease_until IS NULL OR lease_until < now())
                    AND NOT EXISTS (SELECT 1 FROM waiting w
                                    WHERE w.event_id = d.event_id AND w.destination = d.destination)
-                 RETURNING event_id, destination, attempts, max_attempts
+                 RETURNING event_id, destination, attempts, max_attempts,
+                           extract(epoch FROM throttle_slot - now())::float8 AS throttle_slot
              )
-             SELECT c.event_id, c.destination, c.attempts, c.max_attempts, e.source, e.payload,
+             SELECT c.event_id, c.destination, c.attempts, c.max_attempts, c.throttle_slot,
+                    e.source, e.payload,
                     (SELECT h->>1 FROM jsonb_array_elements(e.headers) h
                      WHERE h->>0 = 'content-type' LIMIT 1) AS content_type
              FROM claimed c JOIN events e ON e.id = c.event_id",
@@ -84,6 +114,7 @@ impl Store {
         .bind(events)
         .bind(lease.as_secs_f64())
         .bind(token)
+        .bind(ordered)
         .fetch_all(&self.pool)
         .await?;
         let mut claimed: BTreeMap<Uuid, ClaimedEvent> = BTreeMap::new();
@@ -93,6 +124,7 @@ impl Store {
                 destination: row.try_get("destination")?,
                 attempt: row.try_get("attempts")?,
                 max_attempts: row.try_get("max_attempts")?,
+                throttle_slot: row.try_get("throttle_slot")?,
             };
             match claimed.get_mut(&event_id) {
                 Some(event) => event.deliveries.push(delivery),

@@ -18,6 +18,9 @@ pub struct Claimed {
     /// This attempt's number, from 1.
     pub attempt: i32,
     pub max_attempts: i32,
+    /// A throttled destination's slot reserved for this delivery when it was deferred, in
+    /// seconds from the claim (negative once past).
+    pub throttle_slot: Option<f64>,
 }
 
 /// What a claim did.
@@ -84,6 +87,26 @@ pub enum Next {
     Delivered,
     RetryIn(Duration),
     DeadLetter,
+    /// Not attempted: its destination's throttle said wait. No attempt is spent; it is claimed
+    /// again in `requeue_in`, and then goes at its reserved rate slot, if it has one.
+    Throttled {
+        requeue_in: Duration,
+        slot_in: Option<Duration>,
+    },
+}
+
+/// How logs say it: `delivered`, `retry in 8.83s`, `dead letter`, `throttled for 1.20s`.
+impl std::fmt::Display for Next {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Next::Delivered => f.write_str("delivered"),
+            Next::RetryIn(delay) => write!(f, "retry in {:.2}s", delay.as_secs_f64()),
+            Next::DeadLetter => f.write_str("dead letter"),
+            Next::Throttled { requeue_in, .. } => {
+                write!(f, "throttled for {:.2}s", requeue_in.as_secs_f64())
+            }
+        }
+    }
 }
 
 /// `text` as a Postgres `text` value takes it: NUL (refused there) becomes U+FFFD, and at most
@@ -187,4 +210,20 @@ pub(super) async fn revive(
     .bind(REQUEUE_GRACE.as_secs_f64())
     .fetch_all(tx)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Next;
+    use std::time::Duration;
+
+    #[test]
+    fn what_happens_next_reads_as_words_in_the_log() {
+        assert_eq!(Next::Delivered.to_string(), "delivered");
+        assert_eq!(
+            Next::RetryIn(Duration::from_millis(8_830)).to_string(),
+            "retry in 8.83s"
+        );
+        assert_eq!(Next::DeadLetter.to_string(), "dead letter");
+    }
 }

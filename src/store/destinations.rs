@@ -39,6 +39,7 @@ pub struct DestinationStatus {
     pub paused_at: Option<DateTime<Utc>>,
     pub paused_by: Option<String>,
     pub breaker: BreakerStatus,
+    pub throttle: ThrottleStatus,
     /// Pending deliveries, counted among the oldest [`PENDING_SCAN`] pending ones.
     pub pending: i64,
     /// `pending` is a lower bound: more deliveries are pending than a listing reads.
@@ -56,6 +57,14 @@ pub struct BreakerStatus {
     pub failures: i32,
     pub open_until: Option<DateTime<Utc>>,
     pub cool_down_ms: Option<i64>,
+}
+
+/// The configured throttle; `None` where there is no limit.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThrottleStatus {
+    /// Like `"50/s"`.
+    pub rate_limit: Option<String>,
+    pub max_in_flight: Option<u32>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -208,6 +217,7 @@ impl Store {
                     cool_down_ms: standing.as_ref().and_then(|s| s.cool_down_ms),
                 };
                 let oldest = backlog.map(|b| b.oldest);
+                let throttle = routes.throttle(source, destination);
                 DestinationStatus {
                     source: key.0,
                     destination: key.1,
@@ -219,6 +229,10 @@ impl Store {
                     paused_at: standing.as_ref().and_then(|s| s.paused_at),
                     paused_by: standing.as_ref().and_then(|s| s.paused_by.clone()),
                     breaker,
+                    throttle: ThrottleStatus {
+                        rate_limit: throttle.rate_limit.map(|r| r.to_string()),
+                        max_in_flight: throttle.max_in_flight,
+                    },
                     pending: backlog.map_or(0, |b| b.pending),
                     pending_more: scanned >= PENDING_SCAN,
                     oldest_pending_at: oldest,

@@ -10,6 +10,7 @@ pub mod destinations;
 pub mod events;
 pub mod leader;
 pub mod operations;
+pub mod ordered;
 pub mod outcomes;
 pub mod pipeline;
 pub mod purge;
@@ -18,15 +19,18 @@ pub mod redeliver;
 pub mod requeue;
 pub mod retention;
 pub mod routes;
+pub mod rules;
 pub mod status;
 pub mod transitions;
 
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 use std::time::Duration;
 
 /// How long a request may wait for a pooled connection before the receiver answers 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the connection check before migrating waits for Postgres to answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,6 +38,15 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("postgres did not answer within {0:?}")]
     Timeout(Duration),
+    /// The pool only says it timed out; one direct connection says why, once.
+    #[error("cannot connect to Postgres at {address} (database {database:?}): {cause}")]
+    Unreachable {
+        address: String,
+        database: String,
+        cause: String,
+    },
+    #[error("{0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 /// A position in a `(time, id)` ordering: where the next page or batch starts.
@@ -46,6 +59,7 @@ pub struct Keyset {
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
+    options: PgConnectOptions,
 }
 
 impl Store {
@@ -69,14 +83,39 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_lazy_with(options);
-        Ok(Self { pool })
+            .connect_lazy_with(options.clone());
+        Ok(Self { pool, options })
     }
 
-    /// Applies pending migrations. sqlx holds a Postgres advisory lock while it migrates, so
-    /// several processes starting at once apply each migration exactly once.
-    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        sqlx::migrate!("./migrations").run(&self.pool).await
+    /// Applies pending migrations, after checking that Postgres takes a connection: every
+    /// command starts here, and a pool that cannot connect reports only "pool timed out".
+    /// sqlx holds a Postgres advisory lock while it migrates, so several processes starting
+    /// at once apply each migration exactly once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.check_connection().await?;
+        Ok(sqlx::migrate!("./migrations").run(&self.pool).await?)
+    }
+
+    /// One direct connection: its failure names the host, port, database and cause.
+    async fn check_connection(&self) -> Result<(), StoreError> {
+        let unreachable = |cause: String| StoreError::Unreachable {
+            address: format!("{}:{}", self.options.get_host(), self.options.get_port()),
+            database: self.options.get_database().unwrap_or_default().to_string(),
+            cause,
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&self.options)).await
+        {
+            Ok(Ok(connection)) => {
+                // Closing politely is a courtesy; the check already succeeded.
+                let _ = connection.close().await;
+                Ok(())
+            }
+            Ok(Err(error)) => Err(unreachable(cause(&error))),
+            Err(_) => Err(unreachable(format!(
+                "no answer within {}s",
+                CONNECT_TIMEOUT.as_secs()
+            ))),
+        }
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -87,4 +126,17 @@ impl Store {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// What went wrong at the bottom of a connection error, in the server's or the system's words
+/// ("connection refused", "database \"x\" does not exist"), without sqlx's wrapping.
+fn cause(error: &sqlx::Error) -> String {
+    if let sqlx::Error::Database(database) = error {
+        return database.message().to_string();
+    }
+    let mut deepest: &dyn std::error::Error = error;
+    while let Some(source) = deepest.source() {
+        deepest = source;
+    }
+    deepest.to_string()
 }

@@ -1,8 +1,10 @@
 //! Recording outcomes: the attempts of many claims, their deliveries' new states, their dead
 //! letters, their events' statuses and their destinations' breakers, in one transaction.
 
-use super::breaker::{Breakers, Tallies};
+use super::breaker::Tallies;
 use super::deliveries::{Attempt, ClaimedEvent, FailureKind, Next, settle_events, storable};
+use super::ordered::{self, Enqueue};
+use super::rules::{self, Rules};
 use super::{Store, StoreError};
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -24,6 +26,9 @@ struct Row<'a> {
     status: Option<i32>,
     error: Option<String>,
     retry_in: Option<f64>,
+    /// Not attempted: the throttle deferred it (see [`Next::Throttled`]).
+    throttled: bool,
+    slot_in: Option<f64>,
     attempt: i32,
     duration_ms: i32,
     failure_kind: Option<&'static str>,
@@ -42,6 +47,15 @@ impl<'a> Row<'a> {
                 ("dead", storable(e).into_owned(), None)
             }
             (Next::DeadLetter, _) => ("dead", format!("attempts exhausted ({})", a.attempt), None),
+            (Next::Throttled { requeue_in, .. }, _) => (
+                "pending",
+                "throttled".to_string(),
+                Some(requeue_in.as_secs_f64()),
+            ),
+        };
+        let (throttled, slot_in) = match a.next {
+            Next::Throttled { slot_in, .. } => (true, slot_in.map(|s| s.as_secs_f64())),
+            _ => (false, None),
         };
         Self {
             event_id: event.event_id,
@@ -52,6 +66,8 @@ impl<'a> Row<'a> {
             status: a.status_code.map(i32::from),
             error: a.failure.as_ref().map(|(_, e)| storable(e).into_owned()),
             retry_in,
+            throttled,
+            slot_in,
             attempt: a.attempt,
             duration_ms: i32::try_from(a.duration.as_millis()).unwrap_or(i32::MAX),
             // Only a failed last attempt leaves a dead letter.
@@ -71,13 +87,14 @@ fn column<'r, T>(rows: &'r [Row], field: impl Fn(&'r Row) -> T) -> Vec<T> {
 impl Store {
     /// Records the attempts of `outcomes` and settles their events' statuses, in one
     /// transaction. A delivery whose lease was lost meanwhile (its worker was too slow and
-    /// another took over) is left to its new owner, and counts for no breaker. Returns how many
-    /// dead letters were written.
+    /// another took over) is left to its new owner, and counts for no breaker. Returns the
+    /// events (with their sources) whose ordered destination's next delivery it let go: the
+    /// caller puts them on their streams once this returns.
     pub async fn record(
         &self,
         outcomes: &[Outcome<'_>],
-        breakers: &Breakers,
-    ) -> Result<u32, StoreError> {
+        rules: &Rules,
+    ) -> Result<Vec<(String, Uuid)>, StoreError> {
         let mut rows: Vec<Row> = outcomes
             .iter()
             .flat_map(|o| o.attempts.iter().map(|a| Row::new(o.event, a)))
@@ -92,13 +109,22 @@ impl Store {
             "WITH input AS (
                  SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[],
                                       $6::int4[], $7::text[], $8::float8[], $9::int4[],
-                                      $10::int4[], $11::text[], $12::uuid[])
+                                      $10::int4[], $11::text[], $12::uuid[], $13::bool[],
+                                      $14::float8[])
                      AS i (event_id, destination, lease_token, state, reason, status, error,
-                           retry_in, attempt, duration_ms, failure_kind, dead_letter)
+                           retry_in, attempt, duration_ms, failure_kind, dead_letter,
+                           throttled, slot_in)
              ), settled AS (
+                 -- A throttled delivery was not attempted: it gets its claim's attempt back and
+                 -- keeps the last real attempt's result.
                  UPDATE deliveries d
                  SET state = i.state, reason = i.reason, lease_until = NULL, lease_token = NULL,
-                     last_status = i.status, last_error = i.error,
+                     attempts = d.attempts - i.throttled::int,
+                     first_attempt_at = CASE WHEN i.throttled AND d.attempts = 1 THEN NULL
+                                             ELSE d.first_attempt_at END,
+                     last_status = CASE WHEN i.throttled THEN d.last_status ELSE i.status END,
+                     last_error = CASE WHEN i.throttled THEN d.last_error ELSE i.error END,
+                     throttle_slot = now() + make_interval(secs => i.slot_in),
                      next_attempt_at = CASE WHEN i.retry_in IS NULL THEN d.next_attempt_at
                                             ELSE now() + make_interval(secs => i.retry_in) END,
                      requeue_at = CASE WHEN i.retry_in IS NOT NULL
@@ -110,12 +136,12 @@ impl Store {
                    AND d.lease_token = i.lease_token
                  RETURNING d.event_id, d.destination, d.attempts, d.last_status, d.last_error,
                            d.first_attempt_at, d.last_attempt_at, i.attempt, i.duration_ms,
-                           i.failure_kind, i.dead_letter
+                           i.failure_kind, i.dead_letter, i.throttled
              ), attempts AS (
                  INSERT INTO delivery_attempts
                      (event_id, destination, attempt, status_code, error, duration_ms)
                  SELECT event_id, destination, attempt, last_status, last_error, duration_ms
-                 FROM settled
+                 FROM settled WHERE NOT throttled
              ), dead AS (
                  INSERT INTO dead_letters
                      (id, event_id, source, destination, payload, attempts, last_error,
@@ -140,6 +166,8 @@ impl Store {
         .bind(column(&rows, |r| r.duration_ms))
         .bind(column(&rows, |r| r.failure_kind))
         .bind(&dead_letters)
+        .bind(column(&rows, |r| r.throttled))
+        .bind(column(&rows, |r| r.slot_in))
         .fetch_all(&mut *tx)
         .await?;
         let owned: HashSet<(Uuid, &str)> =
@@ -157,12 +185,25 @@ impl Store {
                 }
             }
         }
-        tallies.apply(&mut tx, breakers).await?;
+        tallies.apply(&mut tx, &rules.breakers).await?;
+        // An ordered destination whose delivery has ended lets the next one go.
+        let mut ended: Vec<String> = Vec::new();
+        for outcome in outcomes {
+            for attempt in outcome.attempts {
+                let key = rules::ordered_key(&outcome.event.source, &attempt.destination);
+                let owned = owned.contains(&(outcome.event.event_id, attempt.destination.as_str()));
+                let ends = matches!(attempt.next, Next::Delivered | Next::DeadLetter);
+                if owned && ends && rules.ordered.contains(&key) {
+                    ended.push(key);
+                }
+            }
+        }
+        let released = ordered::release_next(&mut tx, &ended, Enqueue::ByCaller).await?;
         let mut events: Vec<Uuid> = outcomes.iter().map(|o| o.event.event_id).collect();
         events.sort_unstable();
         events.dedup();
         settle_events(&mut tx, &events).await?;
         tx.commit().await?;
-        Ok(settled.iter().filter(|(_, _, dead)| *dead).count() as u32)
+        Ok(released)
     }
 }

@@ -49,15 +49,26 @@ impl Store {
 
     /// Records that `rows` are on their streams now: each is cleared unless a worker has
     /// changed it since it was read (a claim or an outcome then decides what is owed).
+    /// A row a worker holds locked is skipped, not waited for: whatever it is doing sets the
+    /// row's requeue time itself (or leaves this one, and the row is enqueued once more, which
+    /// is harmless), and a scheduler that never waits cannot deadlock with the claims of the
+    /// entries it has just added.
     pub async fn requeued(&self, rows: &[Requeue]) -> Result<(), StoreError> {
         let events: Vec<Uuid> = rows.iter().map(|r| r.event_id).collect();
         let destinations: Vec<&str> = rows.iter().map(|r| r.destination.as_str()).collect();
         let at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.requeue_at).collect();
         sqlx::query(
-            "UPDATE deliveries d SET requeue_at = NULL, requeue_check = false
-             FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS r (event_id, destination, at)
-             WHERE d.event_id = r.event_id AND d.destination = r.destination
-               AND d.requeue_at = r.at",
+            "WITH free AS (
+                 SELECT d.ctid
+                 FROM deliveries d
+                 JOIN unnest($1::uuid[], $2::text[], $3::timestamptz[])
+                     AS r (event_id, destination, at)
+                     ON d.event_id = r.event_id AND d.destination = r.destination
+                 WHERE d.requeue_at = r.at
+                 FOR UPDATE OF d SKIP LOCKED
+             )
+             UPDATE deliveries d SET requeue_at = NULL, requeue_check = false
+             WHERE d.ctid = ANY (ARRAY(SELECT ctid FROM free))",
         )
         .bind(&events)
         .bind(&destinations)

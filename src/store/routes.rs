@@ -1,7 +1,7 @@
 //! Where deliveries can go: the configured sources and destinations.
 
 use super::{Store, StoreError};
-use crate::config::Config;
+use crate::config::{Config, Throttle};
 use std::collections::{HashMap, HashSet};
 
 /// The configured sources and (source, destination) pairs, each pair with its source's
@@ -10,6 +10,8 @@ use std::collections::{HashMap, HashSet};
 pub struct Routes {
     sources: HashSet<String>,
     budgets: HashMap<(String, String), u32>,
+    /// The throttled pairs' throttles.
+    throttles: HashMap<(String, String), Throttle>,
 }
 
 impl Routes {
@@ -25,7 +27,20 @@ impl Routes {
                         .map(|d| ((s.name.clone(), d.name.clone()), s.retry.max_attempts))
                 })
                 .collect(),
+            throttles: (config.sources.iter())
+                .flat_map(|s| s.destinations.iter().map(move |d| (s, d)))
+                .filter(|(_, d)| !d.throttle.is_unlimited())
+                .map(|(s, d)| ((s.name.clone(), d.name.clone()), d.throttle))
+                .collect(),
         }
+    }
+
+    /// The throttle of deliveries from `source` to `destination`.
+    pub fn throttle(&self, source: &str, destination: &str) -> Throttle {
+        (self.throttles)
+            .get(&(source.to_string(), destination.to_string()))
+            .copied()
+            .unwrap_or_default()
     }
 
     pub fn has_source(&self, source: &str) -> bool {

@@ -104,7 +104,7 @@ impl Kind {
         Self::ALL.into_iter().find(|k| k.as_str() == text)
     }
 
-    /// From a transition row's states (see migrations 0002, 0007 and 0016).
+    /// From a transition row's states (see migrations 0002, 0007 and 0017).
     fn of(from: Option<&str>, to: &str) -> Self {
         match (from, to) {
             (None, _) => Self::Received,
@@ -243,7 +243,7 @@ impl Store {
     ) -> Result<Page, StoreError> {
         // The xmin is read in the same statement, hence from the same snapshot as the rows.
         let rows: Vec<Row> = match scope.event_id {
-            // One event's few rows, by its index; rows from before 0016 have no txid and
+            // One event's few rows, by its index; rows from before 0017 have no txid and
             // come first.
             Some(event_id) => {
                 sqlx::query_as(concat!(

@@ -1,8 +1,10 @@
 //! The generic HMAC scheme: one signature header, a configurable algorithm, encoding, prefix
-//! and signed-content template. GitHub, Shopify and Slack are presets of it.
+//! and signed-content template. Most presets are this scheme with fixed parameters.
 
 use super::mac::{Algorithm, Encoding, KeyedMac, any_matches};
-use super::{VerifyError, check_tolerance, parse_timestamp, required};
+use super::{
+    Message, Scheme, SignError, Signed, VerifyError, check_tolerance, parse_timestamp, required,
+};
 use axum::http::HeaderMap;
 use std::time::Duration;
 
@@ -54,6 +56,13 @@ impl Template {
         }
     }
 
+    /// `literal` (e.g. the public URL a provider signs) followed by `rest`, parsed.
+    pub fn after_literal(literal: &str, rest: &str) -> Self {
+        let mut template = Self::parse(rest).expect("a preset's template is valid");
+        template.0.insert(0, Segment::Literal(literal.to_string()));
+        template
+    }
+
     pub fn uses_timestamp(&self) -> bool {
         self.0.contains(&Segment::Timestamp)
     }
@@ -67,6 +76,39 @@ impl Template {
 pub struct TimestampRule {
     pub header: String,
     pub tolerance: Duration,
+    pub format: TimeFormat,
+}
+
+/// How a timestamp header writes the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeFormat {
+    Seconds,
+    Milliseconds,
+    /// RFC 3339, e.g. `2023-07-19T14:56:51.634234626Z` (Twitch).
+    Rfc3339,
+}
+
+impl TimeFormat {
+    /// Unix seconds from a header's text.
+    fn parse(self, header: &str, text: &str) -> Result<i64, VerifyError> {
+        match self {
+            Self::Seconds => parse_timestamp(header, text),
+            Self::Milliseconds => parse_timestamp(header, text).map(|ms| ms.div_euclid(1000)),
+            Self::Rfc3339 => chrono::DateTime::parse_from_rfc3339(text.trim())
+                .map(|t| t.timestamp())
+                .map_err(|_| VerifyError::malformed(header, "timestamp is not RFC 3339")),
+        }
+    }
+
+    fn format(self, unix_seconds: i64) -> String {
+        match self {
+            Self::Seconds => unix_seconds.to_string(),
+            Self::Milliseconds => (unix_seconds * 1000).to_string(),
+            Self::Rfc3339 => chrono::DateTime::from_timestamp(unix_seconds, 0)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }
+    }
 }
 
 /// Everything about a scheme except its secrets: what a preset fixes or a config spells out.
@@ -80,6 +122,21 @@ pub struct HmacParams {
     pub timestamp: Option<TimestampRule>,
     /// Header holding the value of `{id}`.
     pub id_header: Option<String>,
+}
+
+impl HmacParams {
+    /// `header: <prefix><encoded HMAC of the body>`, with no timestamp: most providers' scheme.
+    pub fn body(algorithm: Algorithm, header: &str, encoding: Encoding, prefix: &str) -> Self {
+        Self {
+            algorithm,
+            signature_header: header.to_string(),
+            encoding,
+            prefix: prefix.to_string(),
+            template: Template::parse("{body}").expect("a valid template"),
+            timestamp: None,
+            id_header: None,
+        }
+    }
 }
 
 pub struct HmacScheme {
@@ -98,7 +155,21 @@ impl HmacScheme {
         Self { params, keys }
     }
 
-    pub fn verify(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), VerifyError> {
+    /// The signed content's parts for these values.
+    fn parts<'a>(&'a self, body: &'a [u8], timestamp: &'a str, id: &'a str) -> Vec<&'a [u8]> {
+        (self.params.template.0.iter())
+            .map(|segment| match segment {
+                Segment::Literal(text) => text.as_bytes(),
+                Segment::Body => body,
+                Segment::Timestamp => timestamp.as_bytes(),
+                Segment::Id => id.as_bytes(),
+            })
+            .collect()
+    }
+}
+
+impl Scheme for HmacScheme {
+    fn verify(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), VerifyError> {
         let p = &self.params;
         let header = required(headers, &p.signature_header)?;
         let encoded = header.trim().strip_prefix(&p.prefix).ok_or_else(|| {
@@ -113,7 +184,7 @@ impl HmacScheme {
         let (timestamp, ts_text) = match &p.timestamp {
             Some(rule) => {
                 let text = required(headers, &rule.header)?;
-                (Some(parse_timestamp(&rule.header, text)?), text)
+                (Some(rule.format.parse(&rule.header, text)?), text)
             }
             None => (None, ""),
         };
@@ -121,17 +192,7 @@ impl HmacScheme {
             Some(name) => required(headers, name)?,
             None => "",
         };
-        let parts: Vec<&[u8]> = p
-            .template
-            .0
-            .iter()
-            .map(|segment| match segment {
-                Segment::Literal(text) => text.as_bytes(),
-                Segment::Body => body,
-                Segment::Timestamp => ts_text.as_bytes(),
-                Segment::Id => id.as_bytes(),
-            })
-            .collect();
+        let parts = self.parts(body, ts_text, id);
         if !any_matches(&self.keys, &parts, std::slice::from_ref(&signature)) {
             return Err(VerifyError::NoMatchingSignature);
         }
@@ -139,6 +200,27 @@ impl HmacScheme {
             check_tolerance(ts, now, rule.tolerance)?;
         }
         Ok(())
+    }
+
+    fn sign(&self, message: Message, _: Option<&str>) -> Result<Signed, SignError> {
+        let p = &self.params;
+        let timestamp = (p.timestamp.as_ref())
+            .map(|rule| rule.format.format(message.timestamp))
+            .unwrap_or_default();
+        let key = self.keys.first().expect("a source has at least one secret");
+        let tag = key.tag(&self.parts(&message.body, &timestamp, message.id));
+        let signature = format!("{}{}", p.prefix, p.encoding.encode(tag.as_bytes()));
+        let mut signed = Signed {
+            headers: vec![(p.signature_header.clone(), signature)],
+            body: message.body,
+        };
+        if let Some(rule) = &p.timestamp {
+            signed = signed.header(&rule.header, timestamp);
+        }
+        if let Some(name) = &p.id_header {
+            signed = signed.header(name, message.id);
+        }
+        Ok(signed)
     }
 }
 
@@ -157,6 +239,7 @@ mod tests {
             timestamp: Some(TimestampRule {
                 header: "x-timestamp".into(),
                 tolerance: Duration::from_secs(60),
+                format: TimeFormat::Seconds,
             }),
             id_header: template.contains("{id}").then(|| "x-id".to_string()),
         };

@@ -51,6 +51,13 @@ impl Encoding {
             Self::Base64 => BASE64.decode(text).ok(),
         }
     }
+
+    pub fn encode(self, bytes: &[u8]) -> String {
+        match self {
+            Self::Hex => hex::encode(bytes),
+            Self::Base64 => BASE64.encode(bytes),
+        }
+    }
 }
 
 /// One secret, keyed for one algorithm.

@@ -1,28 +1,41 @@
 //! Shopify: `X-Shopify-Hmac-Sha256: <base64>` over the body; no timestamp.
 
-use super::hmac::{HmacParams, Template};
+use super::hmac::{HmacParams, HmacScheme};
 use super::mac::{Algorithm, Encoding};
+use super::preset::{DEFAULT_MAX_BODY, KeyKind, Preset, scheme};
+use crate::event_id::EventIdRule;
+use crate::event_type::EventTypeRule;
+
+pub const PRESET: Preset = Preset {
+    name: "shopify",
+    keys: KeyKind::Secrets,
+    extra_keys: &[],
+    build: |keys| scheme(HmacScheme::new(params(), keys.secrets)),
+    tolerance: None,
+    // Per delivery; X-Shopify-Event-Id repeats across subscriptions.
+    event_id: || EventIdRule::header("X-Shopify-Webhook-Id"),
+    event_type: || Some(EventTypeRule::header("X-Shopify-Topic")),
+    max_body: DEFAULT_MAX_BODY,
+    sample: None,
+};
 
 pub fn params() -> HmacParams {
-    HmacParams {
-        algorithm: Algorithm::Sha256,
-        signature_header: "X-Shopify-Hmac-Sha256".into(),
-        encoding: Encoding::Base64,
-        prefix: String::new(),
-        template: Template::parse("{body}").expect("valid template"),
-        timestamp: None,
-        id_header: None,
-    }
+    HmacParams::body(
+        Algorithm::Sha256,
+        "X-Shopify-Hmac-Sha256",
+        Encoding::Base64,
+        "",
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::verify::{Verifier, fixtures, hmac::HmacScheme};
+    use crate::verify::fixtures;
+
+    const FIXTURES: &str = include_str!("../../fixtures/shopify.json");
 
     #[test]
-    fn published_vectors_verify() {
-        fixtures::assert_vectors(include_str!("../../fixtures/shopify.json"), "wrong", |s| {
-            Verifier::Hmac(HmacScheme::new(super::params(), s))
-        });
+    fn fixture_passes() {
+        fixtures::assert_preset(&super::PRESET, FIXTURES, "wrong");
     }
 }

@@ -4,9 +4,9 @@
 //! each attempt is recorded on its own, and one still refused ends as a `pipeline` dead letter.
 
 use super::buried;
-use crate::store::breaker::Breakers;
 use crate::store::deliveries::{Attempt, ClaimedEvent, Next};
 use crate::store::outcomes::Outcome;
+use crate::store::rules::Rules;
 use crate::store::{Store, StoreError};
 use std::time::Duration;
 
@@ -20,14 +20,14 @@ const FIRST_PAUSE: Duration = Duration::from_millis(100);
 /// be reclaimed (Postgres unreachable, or its lease lost meanwhile).
 pub async fn settle(
     store: &Store,
-    breakers: &Breakers,
+    rules: &Rules,
     event: &ClaimedEvent,
     attempts: &[Attempt],
 ) -> bool {
     let mut pause = FIRST_PAUSE;
     let mut tries = 1;
     let error = loop {
-        match store.record(&[Outcome { event, attempts }], breakers).await {
+        match store.record(&[Outcome { event, attempts }], rules).await {
             Ok(_) => return true,
             Err(error) if tries == TRIES => break error,
             Err(error) => {
@@ -49,7 +49,7 @@ pub async fn settle(
             event,
             attempts: std::slice::from_ref(attempt),
         };
-        let error = match store.record(&[alone], breakers).await {
+        let error = match store.record(&[alone], rules).await {
             Ok(_) => continue,
             Err(error) => error,
         };

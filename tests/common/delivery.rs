@@ -50,6 +50,19 @@ pub fn config(source: &str, worker: &str, max_attempts: u32, destinations: &str)
     )
 }
 
+/// Source `name` (provider github, [`SECRET`]) with `extra` keys or tables after its own.
+pub fn github_source(name: &str, extra: &str) -> String {
+    format!(
+        r#"
+        [[sources]]
+        name = "{name}"
+        provider = "github"
+        secrets = ["{SECRET}"]
+        {extra}
+        "#
+    )
+}
+
 /// An HTTP destination posting to `sink` with this per-attempt `timeout`, signing with
 /// [`DESTINATION_SECRET`] and adding `X-Team: payments`.
 pub fn http_destination(name: &str, sink: &Sink, timeout: &str) -> String {

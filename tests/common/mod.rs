@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod browser;
 pub mod cli;
+pub mod cluster;
 pub mod delivery;
 pub mod procs;
 pub mod proxy;
@@ -16,7 +17,7 @@ pub mod tls;
 pub mod tokens;
 
 use hookgate::app::{Gateway, Roles};
-use hookgate::config::Config;
+use hookgate::config::{Config, RedisUrl};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use std::collections::BTreeMap;
@@ -87,35 +88,46 @@ impl TestEnv {
     }
 
     pub fn config_with(&self, database_url: &str, redis_url: &str, sources: &str) -> Config {
-        let text = self.config_text_with(database_url, redis_url, "", sources);
+        let text = self.config_text_with(database_url, &redis_url.to_string().into(), "", sources);
+        Config::parse("test.toml", &text, &|_| None).unwrap()
+    }
+
+    /// Like [`TestEnv::config`], with Redis at `redis_url` (a cluster's seeds, say).
+    pub fn config_on(&self, redis_url: &RedisUrl, sources: &str) -> Config {
+        let text = self.config_text_with(&self.database_url, redis_url, "", sources);
         Config::parse("test.toml", &text, &|_| None).unwrap()
     }
 
     /// Like [`TestEnv::config`], with `settings` (top-level `key = value` lines such as
     /// `metrics_need_token = true`) placed before any table.
     pub fn config_with_settings(&self, settings: &str, sources: &str) -> Config {
-        let text = self.config_text_with(&self.database_url, &redis_url(), settings, sources);
+        let url = redis_url().into();
+        let text = self.config_text_with(&self.database_url, &url, settings, sources);
         Config::parse("test.toml", &text, &|_| None).unwrap()
     }
 
     /// The configuration file a test's gateway or binary runs with.
     pub fn config_text(&self, sources: &str) -> String {
-        self.config_text_with(&self.database_url, &redis_url(), "", sources)
+        self.config_text_with(&self.database_url, &redis_url().into(), "", sources)
     }
 
     fn config_text_with(
         &self,
         database_url: &str,
-        redis_url: &str,
+        redis_url: &RedisUrl,
         settings: &str,
         sources: &str,
     ) -> String {
+        let redis_url = match redis_url {
+            RedisUrl::Node(url) => toml::Value::from(url.as_str()),
+            RedisUrl::Cluster(seeds) => toml::Value::from(seeds.clone()),
+        };
         format!(
             r#"
             listen = "127.0.0.1:0"
             admin_listen = "127.0.0.1:0"
             database_url = "{database_url}"
-            redis_url = "{redis_url}"
+            redis_url = {redis_url}
             stream_prefix = "{}"
             {settings}
             {sources}

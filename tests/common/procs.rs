@@ -26,14 +26,14 @@ pub fn with_settings(text: &str, settings: &[(&str, String)]) -> String {
 }
 
 /// A child process that is killed when dropped.
-struct Process {
+pub(super) struct Process {
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Process {
     /// Runs `command` with its stdout and stderr appended to `log`.
-    fn spawn(command: &mut Command, log: &Path) -> Self {
+    pub(super) fn spawn(command: &mut Command, log: &Path) -> Self {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -52,7 +52,7 @@ impl Process {
     }
 
     /// SIGKILL: no shutdown, no flush, as a crash or the OOM killer ends a process.
-    fn kill(&mut self) {
+    pub(super) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -60,7 +60,7 @@ impl Process {
     }
 
     /// Fails the test, with the end of the log, if the process has exited.
-    fn assert_alive(&mut self, what: &str) {
+    pub(super) fn assert_alive(&mut self, what: &str) {
         let exited = self.child.as_mut().map(|c| c.try_wait().unwrap());
         if let Some(Some(status)) = exited {
             panic!("{what} exited ({status}):\n{}", log_tail(&self.log, 40));

@@ -7,9 +7,9 @@ use super::signed::{
     signature_text, skew, stale, stale_from, text, timestamp_text,
 };
 use super::{any_text, bytes, header_bytes, text_of, visible};
-use hookgate::verify::hmac::{HmacParams, HmacScheme, Template, TimestampRule};
+use hookgate::verify::hmac::{HmacParams, HmacScheme, Template, TimeFormat, TimestampRule};
 use hookgate::verify::mac::{Algorithm, Encoding};
-use hookgate::verify::{Verifier, github, shopify, slack};
+use hookgate::verify::{Scheme, Verifier, github, shopify, slack};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -117,6 +117,7 @@ impl Recipe {
                     timestamp: self.uses(&Piece::Timestamp).then(|| TimestampRule {
                         header: self.timestamp_header.into(),
                         tolerance: TOLERANCE,
+                        format: TimeFormat::Seconds,
                     }),
                     id_header: self.uses(&Piece::Id).then(|| ID_HEADER.to_string()),
                 }
@@ -254,7 +255,7 @@ proptest! {
         let secrets = if rotated { vec![old, secret] } else { vec![secret] };
         let start = recipe.prefix.len();
         let signed = Signed {
-            verifier: Verifier::Hmac(HmacScheme::new(recipe.params(), &secrets)),
+            verifier: Verifier::new(HmacScheme::new(recipe.params(), &secrets)),
             headers,
             body,
             now: ts.saturating_add(skew),

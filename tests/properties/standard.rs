@@ -10,9 +10,9 @@ use super::{any_text, bytes, header_bytes, text_of, visible};
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hookgate::verify::Verifier;
 use hookgate::verify::mac::Algorithm;
 use hookgate::verify::standard::{SigningKey, Standard};
+use hookgate::verify::{Scheme, Verifier};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -115,7 +115,7 @@ proptest! {
         let secrets = if rotated { vec![whsec(&old_key), secret] } else { vec![secret] };
         let [id_name, ts_name, signature_name] = names(svix);
         let signed = Signed {
-            verifier: Verifier::Standard(Standard::new(&secrets, TOLERANCE).unwrap()),
+            verifier: Verifier::new(Standard::new(&secrets, TOLERANCE).unwrap()),
             headers: header_map(&[
                 (id_name, text(&id)),
                 (ts_name, text(&ts_text)),

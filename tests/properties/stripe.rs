@@ -7,8 +7,9 @@ use super::signed::{
 };
 use super::{bytes, header_bytes, visible};
 use hookgate::verify::Verifier;
+use hookgate::verify::listed::Listed;
 use hookgate::verify::mac::Algorithm;
-use hookgate::verify::stripe::Stripe;
+use hookgate::verify::{Scheme, stripe};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -46,8 +47,8 @@ proptest! {
         body in bytes(32),
         now in any::<i64>(),
     ) {
-        static STRIPE: LazyLock<Stripe> =
-            LazyLock::new(|| Stripe::new(&["whsec_fixed".to_string()], TOLERANCE));
+        static STRIPE: LazyLock<Listed> =
+            LazyLock::new(|| stripe::new(&["whsec_fixed".to_string()], TOLERANCE));
         let headers = header_map(&[("stripe-signature", raw(&header))]);
         prop_assert!(STRIPE.verify(&headers, &body, now).is_err());
     }
@@ -78,7 +79,7 @@ proptest! {
         let v1 = value.find(&signature).unwrap();
         let secrets = if rotated { vec![old, secret] } else { vec![secret] };
         let signed = Signed {
-            verifier: Verifier::Stripe(Stripe::new(&secrets, TOLERANCE)),
+            verifier: Verifier::new(stripe::new(&secrets, TOLERANCE)),
             headers: header_map(&[("stripe-signature", text(&value))]),
             body,
             now: ts.saturating_add(skew),

@@ -55,7 +55,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn line(&self) -> String {
+    pub fn line(&self) -> String {
         format!(
             "{} of {} events delivered, {} deliveries, {} duplicates, {} unexpected",
             self.expected - self.missing,
@@ -97,7 +97,7 @@ impl Sink {
         self.arrivals.seen.lock().expect("not poisoned")
     }
 
-    fn clear(&self) {
+    pub fn clear(&self) {
         *self.seen() = Seen::default();
     }
 
@@ -127,7 +127,7 @@ impl Sink {
 
     /// Waits until every event of `sent` has arrived; an event still missing after `within`
     /// fails the phase, naming how many.
-    async fn wait_for(
+    pub async fn wait_for(
         &self,
         phase: String,
         sent: &HashSet<Uuid>,
@@ -160,7 +160,7 @@ impl Sink {
     }
 
     /// When each event first arrived.
-    fn first_arrivals(&self) -> HashMap<Uuid, Instant> {
+    pub fn first_arrivals(&self) -> HashMap<Uuid, Instant> {
         self.seen().first.clone()
     }
 }

@@ -52,6 +52,8 @@ pub struct Setup {
     pub preset: Preset,
     /// Passed to the gateway as HOOKGATE_LOG (its default is `info`: a line per webhook).
     pub log_filter: Option<String>,
+    /// More keys of the destination (TOML lines), e.g. its `rate_limit`.
+    pub destination_keys: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -113,7 +115,8 @@ impl Setup {
     ) -> String {
         let destination = match sink {
             Some(url) => format!(
-                "\n  [[sources.destinations]]\n  name = \"{DESTINATION}\"\n  url = \"{url}\"\n  timeout = \"10s\"\n"
+                "\n  [[sources.destinations]]\n  name = \"{DESTINATION}\"\n  url = \"{url}\"\n  timeout = \"10s\"\n{}",
+                self.destination_keys
             ),
             None => String::new(),
         };

@@ -16,6 +16,7 @@ mod load;
 mod report;
 mod sign;
 mod suite;
+mod throttle;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -45,6 +46,8 @@ enum Command {
     Suite(SuiteArgs),
     /// CPU of an idle `hookgate run` cluster over a seeded backlog, and over none (spawns it).
     Idle(IdleArgs),
+    /// The rate a destination's `rate_limit` holds with several worker processes (spawns them).
+    Throttle(ThrottleArgs),
 }
 
 #[derive(Args)]
@@ -148,6 +151,7 @@ impl GatewayArgs {
             prefix: self.backends.prefix.clone(),
             preset: self.preset,
             log_filter: self.gateway_log.clone(),
+            destination_keys: String::new(),
         }
     }
 }
@@ -231,6 +235,26 @@ struct IdleArgs {
     keep: bool,
 }
 
+#[derive(Args)]
+struct ThrottleArgs {
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    /// The destination's `rate_limit`, per second.
+    #[arg(long, default_value_t = 200)]
+    rate: u32,
+    /// `hookgate work` processes sharing it.
+    #[arg(long, default_value_t = 3)]
+    processes: usize,
+    /// `worker.concurrency` of each.
+    #[arg(long, default_value_t = 16)]
+    workers: usize,
+    /// Events in the backlog they drain.
+    #[arg(long, default_value_t = 6000)]
+    events: usize,
+    #[arg(long, default_value = "1KiB", value_parser = parse_size)]
+    size: usize,
+}
+
 fn parse_preset(name: &str) -> Result<Preset, String> {
     Preset::parse(name).ok_or_else(|| {
         format!("unknown preset {name:?} (github, stripe, standard, shopify, slack, hmac)")
@@ -277,6 +301,22 @@ async fn main() -> anyhow::Result<()> {
                 batch: args.batch,
             };
             let report = floor::run(&plan).await.context("floor")?;
+            report.print();
+            if cli.json {
+                print_json(&report)?;
+            }
+        }
+        Command::Throttle(args) => {
+            let plan = throttle::ThrottlePlan {
+                rate: args.rate,
+                processes: args.processes,
+                workers: args.workers,
+                events: args.events,
+                size: args.size,
+            };
+            let report = throttle::run(&args.gateway.setup(), &plan)
+                .await
+                .context("throttle")?;
             report.print();
             if cli.json {
                 print_json(&report)?;
