@@ -301,7 +301,7 @@ pub async fn run(setup: &Setup, plan: &E2ePlan) -> Result<Vec<E2eReport>, E2eErr
             rate: plan.idle_rate,
             max_in_flight: 64,
         };
-        let (ingest, accepts) = load::run(client.clone(), url, requests, mode).await;
+        let (ingest, accepts) = load::run(client.clone(), vec![url], requests, mode).await;
         ingest.print(&format!("e2e w{workers} idle ingest"));
         let phase = format!("e2e w{workers} idle");
         let idle = sink.wait_for(phase, &ids(&accepts), IDLE_WAIT).await?;
@@ -333,7 +333,7 @@ pub async fn run(setup: &Setup, plan: &E2ePlan) -> Result<Vec<E2eReport>, E2eErr
         let mode = Mode::Closed {
             concurrency: plan.ingest_concurrency,
         };
-        let (ingest, backlog) = load::run(client.clone(), url, requests, mode).await;
+        let (ingest, backlog) = load::run(client.clone(), vec![url], requests, mode).await;
         ingest.print(&format!("e2e w{workers} backlog ingest"));
         warnings += receiver.problems().len();
         receiver.stop().await;

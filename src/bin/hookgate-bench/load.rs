@@ -124,7 +124,8 @@ struct Tally {
 
 struct Shared {
     client: reqwest::Client,
-    url: String,
+    /// Request `i` goes to `urls[i % urls.len()]`: several receivers share the load evenly.
+    urls: Vec<String>,
     requests: Vec<Request>,
     histogram: Mutex<Histogram<u64>>,
     tally: Mutex<Tally>,
@@ -137,7 +138,7 @@ impl Shared {
         let request = &self.requests[i];
         let result = self
             .client
-            .post(&self.url)
+            .post(&self.urls[i % self.urls.len()])
             .headers(request.headers.clone())
             .body(request.body.clone())
             .send()
@@ -195,17 +196,18 @@ pub fn client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// Sends every request to `url` in `mode` and measures; `Accepts` lists the accepted ones.
+/// Sends every request, to `urls` in turn, in `mode` and measures; `Accepts` lists the
+/// accepted ones.
 pub async fn run(
     client: reqwest::Client,
-    url: String,
+    urls: Vec<String>,
     requests: Vec<Request>,
     mode: Mode,
 ) -> (IngestReport, Accepts) {
     let sent = requests.len();
     let shared = Arc::new(Shared {
         client,
-        url,
+        urls,
         tally: Mutex::new(Tally {
             accepts: Vec::with_capacity(sent),
             ..Tally::default()

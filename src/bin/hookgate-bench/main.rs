@@ -8,6 +8,7 @@
 //!
 //! Human-readable progress goes to stderr; `--json` prints the full report on stdout.
 
+mod drain;
 mod e2e;
 mod floor;
 mod gateway;
@@ -15,8 +16,8 @@ mod idle;
 mod load;
 mod report;
 mod sign;
+mod spread;
 mod suite;
-mod throttle;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -46,8 +47,11 @@ enum Command {
     Suite(SuiteArgs),
     /// CPU of an idle `hookgate run` cluster over a seeded backlog, and over none (spawns it).
     Idle(IdleArgs),
-    /// The rate a destination's `rate_limit` holds with several worker processes (spawns them).
-    Throttle(ThrottleArgs),
+    /// A backlog drained by 1, 2, 4... worker processes, optionally through a destination
+    /// `rate_limit` they must hold together (spawns them).
+    Drain(DrainArgs),
+    /// Ingest spread over 1, 2, 4... `hookgate receive` processes (spawns them).
+    Spread(SpreadArgs),
 }
 
 #[derive(Args)]
@@ -236,15 +240,31 @@ struct IdleArgs {
 }
 
 #[derive(Args)]
-struct ThrottleArgs {
+struct SpreadArgs {
     #[command(flatten)]
     gateway: GatewayArgs,
-    /// The destination's `rate_limit`, per second.
-    #[arg(long, default_value_t = 200)]
-    rate: u32,
-    /// `hookgate work` processes sharing it.
-    #[arg(long, default_value_t = 3)]
-    processes: usize,
+    /// Receiver processes sharing the load evenly, one run per count.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    receivers: Vec<usize>,
+    #[arg(long, default_value_t = 20_000)]
+    count: usize,
+    /// Requests in flight, over all receivers.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    #[arg(long, default_value = "1KiB", value_parser = parse_size)]
+    size: usize,
+}
+
+#[derive(Args)]
+struct DrainArgs {
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    /// The destination's `rate_limit`, per second; none without it.
+    #[arg(long)]
+    rate: Option<u32>,
+    /// `hookgate work` processes draining together, one run per count.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    processes: Vec<usize>,
     /// `worker.concurrency` of each.
     #[arg(long, default_value_t = 16)]
     workers: usize,
@@ -285,7 +305,7 @@ async fn main() -> anyhow::Result<()> {
                 args.url.trim_end_matches('/'),
                 args.source
             );
-            let (report, _) = load::run(load::client()?, url, requests, mode).await;
+            let (report, _) = load::run(load::client()?, vec![url], requests, mode).await;
             report.print("ingest");
             if cli.json {
                 print_json(&report)?;
@@ -306,20 +326,38 @@ async fn main() -> anyhow::Result<()> {
                 print_json(&report)?;
             }
         }
-        Command::Throttle(args) => {
-            let plan = throttle::ThrottlePlan {
-                rate: args.rate,
-                processes: args.processes,
-                workers: args.workers,
-                events: args.events,
+        Command::Spread(args) => {
+            let plan = spread::SpreadPlan {
+                receivers: args.receivers,
+                count: args.count,
+                concurrency: args.concurrency,
                 size: args.size,
             };
-            let report = throttle::run(&args.gateway.setup(), &plan)
+            let reports = spread::run(&args.gateway.setup(), &plan)
                 .await
-                .context("throttle")?;
-            report.print();
+                .context("spread")?;
             if cli.json {
-                print_json(&report)?;
+                print_json(&reports)?;
+            }
+        }
+        Command::Drain(args) => {
+            let mut reports = Vec::new();
+            for processes in args.processes {
+                let plan = drain::DrainPlan {
+                    rate: args.rate,
+                    processes,
+                    workers: args.workers,
+                    events: args.events,
+                    size: args.size,
+                };
+                let report = drain::run(&args.gateway.setup(), &plan)
+                    .await
+                    .context("drain")?;
+                report.print();
+                reports.push(report);
+            }
+            if cli.json {
+                print_json(&reports)?;
             }
         }
         Command::E2e(args) => {

@@ -303,9 +303,9 @@ async fn ingest_once(
         Mode::Closed { .. } => mode,
         Mode::Open { .. } => Mode::Closed { concurrency: 16 },
     };
-    load::run(client.clone(), url.clone(), warmup, warm_mode).await;
+    load::run(client.clone(), vec![url.clone()], warmup, warm_mode).await;
     let requests = load::prepare(setup.preset, setup.secret(), count, size);
-    let (report, _) = load::run(client.clone(), url, requests, mode).await;
+    let (report, _) = load::run(client.clone(), vec![url], requests, mode).await;
     report.print(&format!("ingest {size} B"));
     let memory = gateway.memory();
     let gateway_warnings = gateway.problems().len();
