@@ -134,31 +134,42 @@ impl serde::Serialize for DeadLetter {
             external_id: &'a str,
             received_at: DateTime<Utc>,
             event_status: &'a str,
-            headers: &'a serde_json::Value,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            payload: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            payload_base64: Option<String>,
+            #[serde(flatten)]
+            request: ShownRequest<'a>,
         }
-        let (payload, payload_base64) = shown_payload(&self.payload);
         Shown {
             summary: &self.summary,
             external_id: &self.external_id,
             received_at: self.received_at,
             event_status: &self.event_status,
-            headers: &self.headers,
-            payload,
-            payload_base64,
+            request: ShownRequest::new(&self.headers, &self.payload),
         }
         .serialize(serializer)
     }
 }
 
-/// A payload for JSON: as text when it is UTF-8, else as base64.
-pub(super) fn shown_payload(payload: &[u8]) -> (Option<&str>, Option<String>) {
-    match std::str::from_utf8(payload) {
-        Ok(text) => (Some(text), None),
-        Err(_) => (None, Some(BASE64.encode(payload))),
+/// A stored request for JSON: its headers, and its payload as text when it is UTF-8, else as
+/// base64, so binary bodies survive.
+#[derive(serde::Serialize)]
+pub(super) struct ShownRequest<'a> {
+    headers: &'a serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<String>,
+}
+
+impl<'a> ShownRequest<'a> {
+    pub(super) fn new(headers: &'a serde_json::Value, payload: &'a [u8]) -> Self {
+        let (payload, payload_base64) = match std::str::from_utf8(payload) {
+            Ok(text) => (Some(text), None),
+            Err(_) => (None, Some(BASE64.encode(payload))),
+        };
+        Self {
+            headers,
+            payload,
+            payload_base64,
+        }
     }
 }
 

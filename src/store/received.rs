@@ -1,6 +1,6 @@
 //! An event's request as received: what the console's event page shows.
 
-use super::dead_letters::shown_payload;
+use super::dead_letters::ShownRequest;
 use super::{Store, StoreError};
 use serde::Serialize;
 use uuid::Uuid;
@@ -15,21 +15,7 @@ pub struct ReceivedRequest {
 /// As JSON: the payload as text when it is UTF-8, else as base64, like a dead letter's.
 impl Serialize for ReceivedRequest {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Shown<'a> {
-            headers: &'a serde_json::Value,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            payload: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            payload_base64: Option<String>,
-        }
-        let (payload, payload_base64) = shown_payload(&self.payload);
-        Shown {
-            headers: &self.headers,
-            payload,
-            payload_base64,
-        }
-        .serialize(serializer)
+        ShownRequest::new(&self.headers, &self.payload).serialize(serializer)
     }
 }
 
