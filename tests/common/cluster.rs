@@ -84,32 +84,24 @@ impl ClusterKeys {
 }
 
 impl Drop for ClusterKeys {
-    // Like `TestEnv`'s cleanup: on a thread of its own, so it runs after a panic too.
     fn drop(&mut self) {
         let (seeds, prefix) = (self.seeds.clone(), self.prefix.clone());
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let Ok(client) = redis::cluster::ClusterClient::new(seeds) else {
-                    return;
-                };
-                let Ok(mut conn) = client.get_async_connection().await else {
-                    return;
-                };
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("{prefix}:*"))
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap_or_default();
-                for key in keys {
-                    let _: Result<(), _> = redis::cmd("DEL").arg(key).query_async(&mut conn).await;
-                }
-            });
+        super::clean_up_blocking(async move {
+            let Ok(client) = redis::cluster::ClusterClient::new(seeds) else {
+                return;
+            };
+            let Ok(mut conn) = client.get_async_connection().await else {
+                return;
+            };
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}:*"))
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            for key in keys {
+                let _: Result<(), _> = redis::cmd("DEL").arg(key).query_async(&mut conn).await;
+            }
         });
-        let _ = cleanup.join();
     }
 }
 

@@ -220,47 +220,52 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         let schema = self.schema.clone();
         let prefix = self.prefix.clone();
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(admin) = PgPoolOptions::new()
-                    .max_connections(1)
-                    .connect(&base_database_url())
-                    .await
-                {
-                    let _ = sqlx::query(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        clean_up_blocking(async move {
+            if let Ok(admin) = PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&base_database_url())
+                .await
+            {
+                let _ = sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
                          WHERE application_name = $1 AND pid <> pg_backend_pid()",
-                    )
-                    .bind(&schema)
+                )
+                .bind(&schema)
+                .execute(&admin)
+                .await;
+                let _ = sqlx::query("SET lock_timeout = '10s'")
                     .execute(&admin)
                     .await;
-                    let _ = sqlx::query("SET lock_timeout = '10s'")
-                        .execute(&admin)
-                        .await;
-                    let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
+                let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+                let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
+            }
+            if let Ok(client) = redis::Client::open(redis_url())
+                && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+            {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{prefix}:*"))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
                 }
-                if let Ok(client) = redis::Client::open(redis_url())
-                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                {
-                    let keys: Vec<String> = redis::cmd("KEYS")
-                        .arg(format!("{prefix}:*"))
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap_or_default();
-                    if !keys.is_empty() {
-                        let _: Result<(), _> =
-                            redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-                    }
-                }
-            });
+            }
         });
-        let _ = cleanup.join();
     }
+}
+
+/// Runs a test's cleanup to its end from a `Drop`: on a thread and runtime of its own, so it
+/// runs after a panic too, and whatever state the test's runtime is in.
+pub fn clean_up_blocking(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let cleanup = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(work);
+    });
+    let _ = cleanup.join();
 }
 
 /// A gateway running in this test process, with an HTTP client pointed at it.
