@@ -27,12 +27,16 @@ impl Store {
         let token = Uuid::new_v4();
         let rows = sqlx::query(
             "WITH locked AS (
-                 -- Every pending delivery of the batch (found through deliveries_pending by
-                 -- event id, migration 0011 says why), locked in key order before anything
-                 -- changes: two claims of overlapping batches (an event enqueued twice, read
-                 -- by two workers) then wait for each other instead of deadlocking.
+                 -- The batch's due, unleased deliveries (found through deliveries_pending by
+                 -- event id, migration 0011 says why): the rows this statement may claim or
+                 -- park, and no other, locked in key order before anything changes, so two
+                 -- claims of overlapping batches (an event enqueued twice, read by two
+                 -- workers) wait for each other instead of deadlocking. A row it cannot act on
+                 -- stays unlocked: the unrouted sweep skips locked rows, and would miss it.
                  SELECT d.event_id, d.destination FROM deliveries d
                  WHERE d.event_id = ANY($1) AND d.state = 'pending'
+                   AND d.attempts < d.max_attempts AND d.next_attempt_at <= now()
+                   AND (d.lease_until IS NULL OR d.lease_until < now())
                  ORDER BY d.event_id, d.destination
                  FOR UPDATE
              ), due AS (
