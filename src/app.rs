@@ -6,7 +6,7 @@ use crate::config::{Config, RedisUrl};
 use crate::live::{Hub, Limits};
 use crate::operations::Runner;
 use crate::queue::stream::Streams;
-use crate::receiver::{self, Batcher, IngestBudget, Readiness, Receiver, TypeLabels};
+use crate::receiver::{self, Batcher, IngestBudget, Readiness, Receiver, Tally, TypeLabels};
 use crate::replay::Replayer;
 use crate::store::Store;
 use crate::worker::Worker;
@@ -135,12 +135,20 @@ impl Gateway {
             )
         });
         let timeouts = edge::Timeouts::from(&config.edge);
+        let tally = Tally::default();
+        // Counted until the listener has stopped, then flushed once more.
+        let tally_task = public.is_some().then(|| {
+            let stopped = CancellationToken::new();
+            let task = tokio::spawn(tally.clone().run(store.clone(), stopped.clone()));
+            (task, stopped)
+        });
         let public = public.map(|listener| {
             let receiver = Arc::new(Receiver {
                 batcher: Batcher::spawn(store.clone(), streams.clone(), config.edge.ingest_queue),
                 budget: IngestBudget::new(config.edge.ingest_memory),
                 type_labels: TypeLabels::new(&config),
                 readiness: Readiness::default(),
+                tally,
                 config: config.clone(),
                 store,
                 streams,
@@ -180,6 +188,10 @@ impl Gateway {
             tokio::select! {
                 () = servers => {},
                 () = deadline => tracing::warn!("requests still in flight after {}; exiting anyway", humantime::format_duration(DRAIN_DEADLINE)),
+            }
+            if let Some((task, stopped)) = tally_task {
+                stopped.cancel();
+                task.await?;
             }
             if let Some(worker) = worker {
                 worker.await?;

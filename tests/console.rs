@@ -137,6 +137,10 @@ async fn an_operator_watches_an_event_die_and_replays_it_in_the_browser() {
     browser
         .wait_for_text("#feed", |t| t.contains(short) && t.contains("delivered"))
         .await;
+    // Receivers add their counts every second, the overview reads them every few.
+    browser
+        .wait_for_text("#traffic tr[data-source=github] .accepted", |t| t == "2")
+        .await;
     browser.screenshot("console-overview").await;
     browser.click("a[data-page=destinations]").await;
     browser
@@ -183,4 +187,60 @@ async fn an_operator_bulk_replays_dead_letters_with_progress() {
         .await;
     browser.close().await;
     gw.stop().await;
+}
+
+/// `GET /v1/sources` (the overview's table) counts every receiver's answers per source:
+/// refusals and duplicates too, which leave no event row.
+#[tokio::test]
+async fn the_sources_listing_counts_every_receivers_requests_by_outcome() {
+    let env = TestEnv::new().await;
+    let (first, second) = (seeded_gateway(&env).await, seeded_gateway(&env).await);
+    for (gw, delivery) in [(&first, "d-1"), (&first, "d-2"), (&second, "d-3")] {
+        receive(gw, delivery, b"{}").await;
+    }
+    let again = first
+        .post("github", &common::sign::github(SECRET, "d-1", b"{}"), b"{}")
+        .await;
+    assert_eq!(again.json["status"], "duplicate");
+    for gw in [&first, &second] {
+        let forged = gw
+            .post(
+                "github",
+                &common::sign::github("wrong", "d-9", b"{}"),
+                b"{}",
+            )
+            .await;
+        assert_eq!(forged.status, 401);
+    }
+    let stray = first.post("nobody", &[], b"{}").await;
+    assert_eq!(stray.status, 404);
+
+    let reply = poll(&first, "/v1/sources", |r| {
+        r.json["items"][0]["received"] == 6
+    })
+    .await;
+    let items = reply.json["items"].as_array().unwrap();
+    // Both configured sources, counted or not; never a name a caller made up.
+    let names: Vec<&str> = items
+        .iter()
+        .map(|i| i["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["github", "gitlab"]);
+    let github = &items[0];
+    assert_eq!(github["accepted"], 3, "{github}");
+    assert_eq!(github["duplicate"], 1, "{github}");
+    assert_eq!(github["refused"], 2, "{github}");
+    assert_eq!(
+        github["outcomes"],
+        serde_json::json!({"accepted": 3, "duplicate": 1, "unverified": 2})
+    );
+    assert_eq!(items[1]["received"], 0);
+
+    // Counted from the start of `since`'s minute: the last minute holds them all.
+    let recent = send(first.admin_request(Method::GET, "/v1/sources?since=1m", ONCALL)).await;
+    assert_eq!(recent.json["items"][0]["received"], 6, "{recent:?}");
+    let too_old = send(first.admin_request(Method::GET, "/v1/sources?since=25h", ONCALL)).await;
+    assert_problem(&too_old, 400, "bad-time", "kept for a day");
+    first.stop().await;
+    second.stop().await;
 }

@@ -11,6 +11,7 @@ mod events;
 mod operations;
 mod params;
 mod redeliver;
+mod sources;
 mod stream;
 
 use crate::config::{Config, Scope};
@@ -43,6 +44,8 @@ pub struct Admin {
     replayer: Arc<Replayer>,
     runner: Arc<Runner>,
     hub: Arc<Hub>,
+    /// The configured sources' names, for the traffic listing.
+    sources: Vec<String>,
 }
 
 impl Admin {
@@ -62,6 +65,7 @@ impl Admin {
             replayer,
             runner,
             hub,
+            sources: config.sources.iter().map(|s| s.name.clone()).collect(),
         }
     }
 }
@@ -128,6 +132,7 @@ fn routes() -> Vec<Route> {
         route(Delete, "/v1/operations/{id}", operations::cancel),
         route(Get, "/v1/operations/{id}/result", operations::result),
         route(Get, "/v1/admin-actions", admin_actions::list),
+        route(Get, "/v1/sources", sources::list),
         route(Get, "/v1/destinations", destinations::list),
         route(
             Post,

@@ -163,7 +163,7 @@ pub async fn ingest(
     let Some(source) = receiver.config.source(&source_name) else {
         // Unknown names are not used as a label: they come from whoever calls.
         let unknown = Err(IngestError::UnknownSource(source_name));
-        return reply("_unknown", type_labels::NONE.to_string(), unknown);
+        return reply("_unknown", type_labels::NONE.to_string(), unknown).1;
     };
     let peer = peer.map(|Extension(peer)| peer);
     let result = handle(&receiver, source, peer, &headers, body).await;
@@ -174,7 +174,9 @@ pub async fn ingest(
         _ => None,
     };
     let label = receiver.type_labels.label(&source.name, event_type);
-    reply(&source.name, label, result)
+    let (outcome, response) = reply(&source.name, label, result);
+    receiver.tally.record(&source.name, outcome);
+    response
 }
 
 enum Handled {
@@ -228,7 +230,12 @@ async fn handle(
     Ok(Handled::Stored(inserted, event_type))
 }
 
-fn reply(source: &str, event_type: String, result: Result<Handled, IngestError>) -> Response {
+/// The answer, and its outcome as counted.
+fn reply(
+    source: &str,
+    event_type: String,
+    result: Result<Handled, IngestError>,
+) -> (&'static str, Response) {
     let (outcome, response) = match result {
         Ok(Handled::Stored(Inserted::New(id), _)) => (
             "accepted",
@@ -263,7 +270,7 @@ fn reply(source: &str, event_type: String, result: Result<Handled, IngestError>)
     };
     metrics::counter!("hookgate_webhooks_received_total", "source" => source.to_string(), "outcome" => outcome, "event_type" => event_type)
         .increment(1);
-    response
+    (outcome, response)
 }
 
 /// Reads the body, refusing it as soon as it is known to exceed the source's `max_body` or to

@@ -8,6 +8,7 @@ mod health;
 mod ingest;
 mod ingress;
 mod stored_headers;
+mod tally;
 mod type_labels;
 
 use crate::config::Config;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 pub use batcher::{Batcher, Unavailable};
 pub use budget::{IngestBudget, OverBudget, Reservation};
 pub use health::Readiness;
+pub use tally::Tally;
 pub use type_labels::TypeLabels;
 
 pub struct Receiver {
@@ -35,6 +37,8 @@ pub struct Receiver {
     pub type_labels: TypeLabels,
     /// What `/readyz` found last, so that only its changes are logged.
     pub readiness: Readiness,
+    /// Every answer, by source and outcome, for the overview.
+    pub tally: Tally,
 }
 
 /// The public listener's routes, traced per request (`x-request-id`), except `/readyz`: an

@@ -8,6 +8,7 @@ pub mod dead_letters;
 pub mod deliveries;
 pub mod destinations;
 pub mod events;
+pub mod ingress_counts;
 pub mod leader;
 pub mod operations;
 pub mod ordered;

@@ -153,8 +153,22 @@ function changeItem(change, withEvent) {
 
 const pages = {};
 
+// Refusals are listed by outcome in the cell's title.
+function trafficTable(sources) {
+  return table(["source", "received", "accepted", "duplicates", "refused"],
+    sources.map((s) => el("tr", { "data-source": s.source },
+      el("td", {}, s.source),
+      el("td", { class: "num received" }, s.received),
+      el("td", { class: "num accepted" }, s.accepted),
+      el("td", { class: "num duplicate" }, s.duplicate),
+      el("td", { class: "num refused", title: Object.entries(s.outcomes)
+        .filter(([outcome]) => !["accepted", "duplicate", "handshake"].includes(outcome))
+        .map(([outcome, n]) => `${outcome}: ${n}`).join(", ") }, s.refused))));
+}
+
 pages.overview = async (root) => {
   const destinations = (await get("/v1/destinations")).items;
+  const traffic = (await get("/v1/sources?since=1h")).items;
   const open = await get("/v1/dead-letters?limit=500");
   const pending = destinations.reduce((sum, d) => sum + d.pending, 0);
   const unhealthy = destinations.filter((d) => d.state !== "closed").length;
@@ -164,6 +178,7 @@ pages.overview = async (root) => {
       .map(([label, value]) => el("div", { class: "card" }, el("div", { class: "value" }, value), el("div", { class: "label" }, label))));
   const feed = el("ol", { class: "timeline", id: "feed" });
   root.append(el("h2", {}, "Overview"), cards,
+    el("h3", {}, "Requests in the last hour"), el("div", { id: "traffic" }, trafficTable(traffic)),
     el("div", { class: "columns" },
       el("div", {}, el("h3", {}, "Destination health"), destinationsTable(destinations, false)),
       el("div", {}, el("h3", {}, "Live changes"), feed)));
@@ -171,7 +186,14 @@ pages.overview = async (root) => {
     feed.prepend(changeItem(change, true));
     while (feed.children.length > 30) feed.lastChild.remove();
   }, () => { feed.dataset.live = "true"; });
-  return { stop: () => stream.stop() };
+  // Receivers add their counts every second; the table follows every few.
+  const refresh = setInterval(async () => {
+    try {
+      const sources = (await get("/v1/sources?since=1h")).items;
+      document.getElementById("traffic")?.replaceChildren(trafficTable(sources));
+    } catch (error) { /* the next refresh tries again */ }
+  }, 3000);
+  return { stop: () => { stream.stop(); clearInterval(refresh); } };
 };
 
 pages.events = async (root, params) => {
