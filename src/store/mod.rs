@@ -80,7 +80,12 @@ impl Store {
         Self::lazy(options, max_connections)
     }
 
+    /// Every connection runs with `jit = off`: hookgate's statements touch a few hundred rows
+    /// by index, but on a large table the planner's estimate for some of them (the claim's
+    /// look at ordered destinations) passes `jit_above_cost`, and compiling then took ~35 ms
+    /// per execution, 30 times the statement (measured with a million deliveries pending).
     fn lazy(options: PgConnectOptions, max_connections: u32) -> Result<Self, StoreError> {
+        let options = options.options([("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
