@@ -4,15 +4,11 @@ use super::filter::Filter;
 use super::subscription::Subscription;
 use crate::store::transitions::{Change, Position, Scope};
 use crate::store::{Store, StoreError};
-use sqlx::postgres::PgListener;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// The channel the transition trigger notifies (migration 0017), with the schema as payload.
-const CHANNEL: &str = "hookgate_transitions";
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -21,7 +17,8 @@ pub struct Limits {
     pub buffer: usize,
     /// Changes read per query.
     pub page: i64,
-    /// How often the hub looks for changes without being notified, while anyone listens.
+    /// How often the hub looks for changes, while anyone listens: how late a change may
+    /// reach a client, and a cheap query (by the transitions' `(txid, id)` index) otherwise.
     pub poll: Duration,
 }
 
@@ -30,7 +27,7 @@ impl Default for Limits {
         Self {
             buffer: 64,
             page: 200,
-            poll: Duration::from_millis(250),
+            poll: Duration::from_millis(100),
         }
     }
 }
@@ -52,8 +49,7 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts the hub's listener and reader; both end with `shutdown`, and so do the
-    /// subscriptions.
+    /// Starts the hub's reader; it ends with `shutdown`, and so do the subscriptions.
     pub fn spawn(
         store: Store,
         limits: Limits,
@@ -66,12 +62,7 @@ impl Hub {
             batches,
             shutdown,
         });
-        let wake = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen(hub.clone(), wake.clone()));
-        let reader = tokio::spawn(read(hub.clone(), wake));
-        let task = tokio::spawn(async move {
-            let _ = tokio::join!(listener, reader);
-        });
+        let task = tokio::spawn(read(hub.clone()));
         (hub, task)
     }
 
@@ -94,44 +85,14 @@ impl Hub {
     }
 }
 
-/// Wakes the reader for each notification of this schema; reconnects after a lost
-/// connection (the reader's poll covers what was missed meanwhile).
-async fn listen(hub: Arc<Hub>, wake: Arc<Notify>) {
-    loop {
-        let listened = async {
-            let schema: String = sqlx::query_scalar("SELECT current_schema()")
-                .fetch_one(hub.store.pool())
-                .await?;
-            let mut listener = PgListener::connect_with(hub.store.pool()).await?;
-            listener.listen(CHANNEL).await?;
-            loop {
-                if listener.recv().await?.payload() == schema {
-                    wake.notify_one();
-                }
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), sqlx::Error>(())
-        };
-        tokio::select! {
-            () = hub.shutdown.cancelled() => return,
-            Err(error) = listened => tracing::warn!(%error, "stream: LISTEN connection lost; polling until it is back"),
-        }
-        tokio::select! {
-            () = hub.shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
-}
-
 /// Reads what committed since the last read, while anyone subscribes, and broadcasts it.
-async fn read(hub: Arc<Hub>, wake: Arc<Notify>) {
+async fn read(hub: Arc<Hub>) {
     // The last read position, and the one the last batch sent ended at; `None` while nobody
     // listens, so an idle hub reads nothing.
     let mut read: Option<(Position, Position)> = None;
     loop {
         tokio::select! {
             () = hub.shutdown.cancelled() => return,
-            () = wake.notified() => {}
             () = tokio::time::sleep(hub.limits.poll) => {}
         }
         if hub.batches.receiver_count() == 0 {
