@@ -220,9 +220,14 @@ pub struct E2eReport {
     pub drain: Tally,
     /// Events delivered over first to last arrival.
     pub deliveries_per_s: f64,
+    /// Over the first and the last tenth of the drain's arrivals: does it slow down as it goes?
+    pub drain_start_per_s: f64,
+    pub drain_end_per_s: f64,
     /// From starting `hookgate work` to the last arrival (includes its start-up).
     pub drain_wall_s: f64,
     pub peak_rss_mib: f64,
+    /// The receiver that took the backlog in.
+    pub receiver_peak_rss_mib: f64,
     pub gateway_warnings: usize,
 }
 
@@ -249,6 +254,10 @@ impl E2eReport {
             self.deliveries_per_s,
             self.peak_rss_mib,
             self.gateway_warnings
+        );
+        eprintln!(
+            "e2e w{}:   first tenth {:.0}/s, last tenth {:.0}/s; receiver peak RSS {:.1} MiB",
+            self.workers, self.drain_start_per_s, self.drain_end_per_s, self.receiver_peak_rss_mib
         );
         eprintln!("e2e w{}:   {}", self.workers, self.drain.line());
     }
@@ -335,20 +344,30 @@ pub async fn run(setup: &Setup, plan: &E2ePlan) -> Result<Vec<E2eReport>, E2eErr
         };
         let (ingest, backlog) = load::run(client.clone(), vec![url], requests, mode).await;
         ingest.print(&format!("e2e w{workers} backlog ingest"));
-        warnings += receiver.problems().len();
-        receiver.stop().await;
+        let mut problems = receiver.problems();
+        let receiver_memory = receiver.stop().await;
         setup.analyze().await?;
         let started = Instant::now();
         let worker = setup.start(Role::Work, Some(&sink.url), workers).await?;
         let phase = format!("e2e w{workers} drain");
         let drain = sink.wait_for(phase, &ids(&backlog), DRAIN_WAIT).await?;
-        let times: Vec<Instant> = sink.first_arrivals().into_values().collect();
+        let mut times: Vec<Instant> = sink.first_arrivals().into_values().collect();
+        times.sort();
         let (first, last) = (
-            times.iter().min().copied().unwrap_or(started),
-            times.iter().max().copied().unwrap_or(started),
+            times.first().copied().unwrap_or(started),
+            times.last().copied().unwrap_or(started),
         );
         let span = last.duration_since(first).as_secs_f64().max(1e-9);
-        warnings += worker.problems().len();
+        let tenth = times.len() / 10;
+        let rate = |slice: &[Instant]| match (slice.first(), slice.last()) {
+            (Some(a), Some(b)) => slice.len() as f64 / b.duration_since(*a).as_secs_f64().max(1e-9),
+            _ => 0.0,
+        };
+        problems.extend(worker.problems());
+        for line in problems.iter().take(5) {
+            eprintln!("e2e w{workers}:   log: {line}");
+        }
+        warnings += problems.len();
         let memory = worker.stop().await;
         let report = E2eReport {
             workers,
@@ -358,8 +377,11 @@ pub async fn run(setup: &Setup, plan: &E2ePlan) -> Result<Vec<E2eReport>, E2eErr
             idle,
             drain,
             deliveries_per_s: drain.expected as f64 / span,
+            drain_start_per_s: rate(&times[..tenth]),
+            drain_end_per_s: rate(&times[times.len() - tenth..]),
             drain_wall_s: last.duration_since(started).as_secs_f64(),
             peak_rss_mib: memory.mib(),
+            receiver_peak_rss_mib: receiver_memory.mib(),
             gateway_warnings: warnings,
         };
         report.print();
