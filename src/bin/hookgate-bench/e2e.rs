@@ -160,6 +160,11 @@ impl Sink {
     }
 
     /// When each event first arrived.
+    /// Events that arrived at least once.
+    pub fn delivered(&self) -> usize {
+        self.seen().first.len()
+    }
+
     pub fn first_arrivals(&self) -> HashMap<Uuid, Instant> {
         self.seen().first.clone()
     }

@@ -122,12 +122,16 @@ impl Setup {
         };
         format!(
             "listen = \"{listen}\"\nadmin_listen = \"{admin}\"\ndatabase_url = \"{db}\"\n\
-             redis_url = \"{redis}\"\nstream_prefix = \"{prefix}\"\n\n\
+             redis_url = {redis}\nstream_prefix = \"{prefix}\"\n\n\
              [worker]\nconcurrency = {workers}\n\n\
              [[sources]]\nname = \"{SOURCE}\"\nprovider = \"{provider}\"\nsecrets = [\"{secret}\"]\n\
              {extra}{destination}",
             db = self.database_url,
-            redis = self.redis_url,
+            redis = match self.redis_url.contains(',') {
+                // A cluster: the list of its nodes.
+                true => format!("{:?}", self.redis_url.split(',').collect::<Vec<_>>()),
+                false => format!("{:?}", self.redis_url),
+            },
             prefix = self.prefix,
             provider = self.preset.name(),
             secret = self.secret(),
@@ -279,11 +283,26 @@ pub fn url_in_schema(base: &str, schema: &str, application_name: &str) -> String
     format!("{base}{sep}options=-c%20search_path%3D{schema}&application_name={application_name}")
 }
 
-/// Deletes every Redis key under `<prefix>:`.
+/// Deletes every Redis key under `<prefix>:`: on one server, or on each master of a cluster
+/// (`redis_url` lists its nodes, comma-separated; replicas follow their masters).
 pub async fn delete_keys(redis_url: &str, prefix: &str) -> Result<(), GatewayError> {
-    let mut conn = redis::Client::open(redis_url)?
-        .get_multiplexed_async_connection()
-        .await?;
+    for url in redis_url.split(',') {
+        let mut conn = redis::Client::open(url)?
+            .get_multiplexed_async_connection()
+            .await?;
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut conn).await?;
+        if matches!(role.first(), Some(redis::Value::BulkString(r)) if r.as_slice() == b"slave") {
+            continue;
+        }
+        delete_on_node(&mut conn, prefix).await?;
+    }
+    Ok(())
+}
+
+async fn delete_on_node(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> Result<(), GatewayError> {
     // SCAN, not KEYS: the Redis is shared and KEYS would block everyone else's commands.
     let pattern = format!("{prefix}:*");
     let mut cursor = 0_u64;
@@ -294,13 +313,11 @@ pub async fn delete_keys(redis_url: &str, prefix: &str) -> Result<(), GatewayErr
             .arg(&pattern)
             .arg("COUNT")
             .arg(1000)
-            .query_async(&mut conn)
+            .query_async(conn)
             .await?;
-        if !keys.is_empty() {
-            redis::cmd("DEL")
-                .arg(&keys)
-                .query_async::<()>(&mut conn)
-                .await?;
+        // One key per command: on a cluster node, keys of several sources are in several slots.
+        for key in keys {
+            redis::cmd("DEL").arg(key).query_async::<()>(conn).await?;
         }
         if next == 0 {
             return Ok(());
@@ -360,6 +377,12 @@ impl Gateway {
                 .and_then(|pid| status_kib(pid, "VmHWM:"))
                 .unwrap_or(0),
         }
+    }
+
+    /// Its resident memory now.
+    pub fn rss_mib(&self) -> f64 {
+        let kib = self.pid().and_then(|pid| status_kib(pid, "VmRSS:"));
+        kib.unwrap_or(0) as f64 / 1024.0
     }
 
     /// Lines of the gateway's log that are warnings or errors, for the report.

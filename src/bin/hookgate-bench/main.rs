@@ -16,6 +16,7 @@ mod idle;
 mod load;
 mod report;
 mod sign;
+mod soak;
 mod spread;
 mod suite;
 
@@ -52,6 +53,8 @@ enum Command {
     Drain(DrainArgs),
     /// Ingest spread over 1, 2, 4... `hookgate receive` processes (spawns them).
     Spread(SpreadArgs),
+    /// A long run through one `hookgate run`, ingest and delivery at once, in chunks (spawns it).
+    Soak(SoakArgs),
 }
 
 #[derive(Args)]
@@ -110,6 +113,8 @@ struct Backends {
         default_value = "postgres://postgres@127.0.0.1:5432/hookgate_bench"
     )]
     database_url: String,
+    /// One Redis server, or a cluster's nodes, comma-separated (`scripts/dev cluster` prints
+    /// them).
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
     /// Every Redis key the bench or its gateways touch starts with `<prefix>:` (`idle`:
@@ -256,6 +261,26 @@ struct SpreadArgs {
 }
 
 #[derive(Args)]
+struct SoakArgs {
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    /// Webhooks sent in the whole run.
+    #[arg(long, default_value_t = 1_000_000)]
+    count: usize,
+    /// Parts the run is measured in.
+    #[arg(long, default_value_t = 10)]
+    chunks: usize,
+    /// Requests in flight (closed loop).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// The gateway's `worker.concurrency`.
+    #[arg(long, default_value_t = 256)]
+    workers: usize,
+    #[arg(long, default_value = "1KiB", value_parser = parse_size)]
+    size: usize,
+}
+
+#[derive(Args)]
 struct DrainArgs {
     #[command(flatten)]
     gateway: GatewayArgs,
@@ -358,6 +383,21 @@ async fn main() -> anyhow::Result<()> {
             }
             if cli.json {
                 print_json(&reports)?;
+            }
+        }
+        Command::Soak(args) => {
+            let plan = soak::SoakPlan {
+                count: args.count,
+                chunks: args.chunks,
+                concurrency: args.concurrency,
+                workers: args.workers,
+                size: args.size,
+            };
+            let report = soak::run(&args.gateway.setup(), &plan)
+                .await
+                .context("soak")?;
+            if cli.json {
+                print_json(&report)?;
             }
         }
         Command::E2e(args) => {
