@@ -51,8 +51,9 @@ async fn pass(store: &Store, policy: &Policy) -> Deleted {
 }
 
 /// A delivered event of `source` received `age` ago (an SQL interval), with a delivery to each
-/// of `destinations` that succeeded at attempt `attempts`. The audit triggers record its
-/// arrival, one transition per delivery and one for the event.
+/// of `destinations` that succeeded at attempt `attempts`. Its arrival is recorded as the
+/// receiver's insert records it; the audit triggers add one transition per delivery and one
+/// for the event.
 async fn delivered_event(
     db: &PgPool,
     source: &str,
@@ -84,13 +85,21 @@ async fn delivered_event(
             .execute(&mut *tx)
             .await
             .unwrap();
+        if sql.starts_with("INSERT INTO events") {
+            let arrival = sqlx::query(ARRIVAL).bind(id).execute(&mut *tx);
+            arrival.await.unwrap();
+        }
     }
     tx.commit().await.unwrap();
     id
 }
 
-/// A dead letter of `source`, created `age` ago, whose event (dead-lettered, one dead delivery)
-/// was received `event_age` ago. Returns `(dead letter, event)`.
+/// The arrival transition of event `$1`, as the receiver's insert writes it.
+const ARRIVAL: &str = "INSERT INTO event_transitions (event_id, from_state, to_state, reason)
+                       SELECT id, NULL, status, 'received' FROM events WHERE id = $1";
+
+/// A dead letter of `source`, created `age` ago, whose event (dead-lettered, one dead delivery,
+/// its arrival recorded) was received `event_age` ago. Returns `(dead letter, event)`.
 async fn dead_letter(db: &PgPool, source: &str, age: &str, event_age: &str) -> (Uuid, Uuid) {
     let id = seed::dead_letter(db, source, "ci", "now").await;
     let event: Uuid = sqlx::query_scalar(
@@ -107,6 +116,7 @@ async fn dead_letter(db: &PgPool, source: &str, age: &str, event_age: &str) -> (
     .fetch_one(db)
     .await
     .unwrap();
+    sqlx::query(ARRIVAL).bind(event).execute(db).await.unwrap();
     (id, event)
 }
 
