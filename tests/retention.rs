@@ -86,17 +86,12 @@ async fn delivered_event(
             .await
             .unwrap();
         if sql.starts_with("INSERT INTO events") {
-            let arrival = sqlx::query(ARRIVAL).bind(id).execute(&mut *tx);
-            arrival.await.unwrap();
+            seed::arrival(&mut *tx, id).await;
         }
     }
     tx.commit().await.unwrap();
     id
 }
-
-/// The arrival transition of event `$1`, as the receiver's insert writes it.
-const ARRIVAL: &str = "INSERT INTO event_transitions (event_id, from_state, to_state, reason)
-                       SELECT id, NULL, status, 'received' FROM events WHERE id = $1";
 
 /// A dead letter of `source`, created `age` ago, whose event (dead-lettered, one dead delivery,
 /// its arrival recorded) was received `event_age` ago. Returns `(dead letter, event)`.
@@ -116,7 +111,7 @@ async fn dead_letter(db: &PgPool, source: &str, age: &str, event_age: &str) -> (
     .fetch_one(db)
     .await
     .unwrap();
-    sqlx::query(ARRIVAL).bind(event).execute(db).await.unwrap();
+    seed::arrival(db, event).await;
     (id, event)
 }
 

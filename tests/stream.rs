@@ -13,6 +13,7 @@ use hookgate::store::Store;
 use hookgate::store::transitions::{Kind, Position};
 use reqwest::Method;
 use serde_json::Value;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -189,7 +190,10 @@ async fn a_subscriber_that_falls_a_buffer_behind_is_dropped() {
             "pending",
         )
         .await;
-        let change = fast.next().await.unwrap().unwrap();
+        common::seed::arrival(&env.db, id).await;
+        // Bounded, so that a change that never comes fails the test instead of hanging it.
+        let next = tokio::time::timeout(Duration::from_secs(10), fast.next()).await;
+        let change = next.expect("the change arrives").unwrap().unwrap();
         assert_eq!((change.event_id, change.kind), (id, Kind::Received));
     }
     // Its first read catches up from Postgres; the broadcast it then reads lost batches.

@@ -95,6 +95,19 @@ pub async fn dead_letters(db: impl PgExecutor<'_>, source: &str, destination: &s
     .unwrap();
 }
 
+/// The arrival transition of `event`, as the receiver's insert writes it with the event (rows
+/// seeded here have none otherwise).
+pub async fn arrival(db: impl PgExecutor<'_>, event: Uuid) {
+    sqlx::query(
+        "INSERT INTO event_transitions (event_id, from_state, to_state, reason)
+         SELECT id, NULL, status, 'received' FROM events WHERE id = $1",
+    )
+    .bind(event)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
 /// An event of `source` with `status`, received at `received_at` (SQL timestamptz text), with
 /// no deliveries. Returns its id.
 pub async fn event(
