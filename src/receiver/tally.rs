@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 const PERIOD: Duration = Duration::from_secs(1);
 
-/// `(minute as Unix seconds, source, outcome)` -> requests.
-type Counts = HashMap<(i64, String, &'static str), i64>;
+/// Source -> `(minute as Unix seconds, outcome)` -> requests. Keyed by source first, so that
+/// counting a request allocates nothing once its source has been seen.
+type Counts = HashMap<String, HashMap<(i64, &'static str), i64>>;
 
 #[derive(Clone, Default)]
 pub struct Tally {
@@ -25,9 +26,11 @@ impl Tally {
     pub fn record(&self, source: &str, outcome: &'static str) {
         let minute = Utc::now().timestamp().div_euclid(60) * 60;
         let mut counts = self.counts.lock().expect("tally lock");
-        *counts
-            .entry((minute, source.to_string(), outcome))
-            .or_default() += 1;
+        if !counts.contains_key(source) {
+            counts.insert(source.to_string(), HashMap::new());
+        }
+        let by_minute = counts.get_mut(source).expect("inserted above");
+        *by_minute.entry((minute, outcome)).or_default() += 1;
     }
 
     /// Flushes every [`PERIOD`] until `shutdown`, then once more.
@@ -52,7 +55,8 @@ impl Tally {
             return;
         }
         let counts: Vec<Count> = (taken.iter())
-            .filter_map(|((minute, source, outcome), count)| {
+            .flat_map(|(source, by_minute)| by_minute.iter().map(move |(key, n)| (source, key, n)))
+            .filter_map(|(source, (minute, outcome), count)| {
                 Some(Count {
                     minute: DateTime::from_timestamp(*minute, 0)?,
                     source: source.clone(),
@@ -65,9 +69,12 @@ impl Tally {
             tracing::warn!(%error, "cannot record the request counts; keeping them for the next try");
             let oldest = (Utc::now() - KEPT).timestamp();
             let mut counts = self.counts.lock().expect("tally lock");
-            for ((minute, source, outcome), count) in taken {
-                if minute >= oldest {
-                    *counts.entry((minute, source, outcome)).or_default() += count;
+            for (source, by_minute) in taken {
+                let kept = counts.entry(source).or_default();
+                for ((minute, outcome), count) in by_minute {
+                    if minute >= oldest {
+                        *kept.entry((minute, outcome)).or_default() += count;
+                    }
                 }
             }
         }
