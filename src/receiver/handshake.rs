@@ -3,6 +3,7 @@
 //! or enqueued.
 
 use super::Receiver;
+use super::ingest::IngestError;
 use crate::problem::Problem;
 use crate::verify::{Answer, Challenge};
 use axum::Json;
@@ -27,13 +28,7 @@ pub async fn challenge(
     RawQuery(query): RawQuery,
 ) -> Response {
     let Some(source) = receiver.config.source(&source_name) else {
-        return Problem::new(
-            StatusCode::NOT_FOUND,
-            "unknown-source",
-            "Unknown source",
-            format!("unknown source {source_name:?}"),
-        )
-        .into_response();
+        return Problem::from(&IngestError::UnknownSource(source_name)).into_response();
     };
     match source.verifier.challenge(query.as_deref().unwrap_or("")) {
         Challenge::Answer(answer) => {
