@@ -32,19 +32,17 @@ fn most_within(arrivals: &[Instant], width: Duration) -> usize {
         .unwrap_or(0)
 }
 
-/// Every delivery delivered once, with one attempt made and recorded: waiting for the throttle
-/// (here or deferred in Postgres) spent none.
-async fn assert_one_attempt_each(env: &TestEnv, sink: &Sink, events: i64) {
+/// Every delivery delivered once, also after a visibility timeout (a delivery whose lease ran
+/// out while it waited for the throttle would come again then), with one attempt made and
+/// recorded: waiting for the throttle (here or deferred in Postgres) spent none.
+async fn assert_one_attempt_each(env: &TestEnv, source: &str, sink: &Sink, events: i64) {
+    delivery::assert_nothing_redelivered(env, source, sink, events as usize).await;
     let mut ids: Vec<String> = (sink.received().iter())
         .map(|r| r.header("webhook-id").to_string())
         .collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(
-        ids.len() as i64,
-        events,
-        "some delivered twice or not at all"
-    );
+    assert_eq!(ids.len() as i64, events, "some delivered twice");
     env.wait_for_count(
         "SELECT count(*) FROM deliveries WHERE state = 'delivered' AND attempts = 1 AND throttle_slot IS NULL",
         events,
@@ -72,7 +70,7 @@ async fn a_rate_limit_holds_across_workers_and_defers_without_spending_attempts(
     // apart allow 20 a second (and one more for a window's edge, and one for timer jitter).
     let most = most_within(&arrivals, Duration::from_secs(1));
     assert!(most <= 22, "{most} deliveries within one second at 20/s");
-    assert_one_attempt_each(&env, &sink, events as i64).await;
+    assert_one_attempt_each(&env, "ratelimited", &sink, events as i64).await;
     // Two seconds of slots: those beyond the lead were deferred in Postgres, not held here.
     let throttled = gw.samples("hookgate_throttled_total", "ratelimited").await;
     assert!(
@@ -101,7 +99,7 @@ async fn max_in_flight_holds_across_workers_and_defers_without_spending_attempts
     // A third delivery starts only once one of two answered, 300 ms after it arrived.
     let most = most_within(&arrivals, Duration::from_millis(280));
     assert!(most <= 2, "{most} deliveries in flight at once, bound 2");
-    assert_one_attempt_each(&env, &sink, events as i64).await;
+    assert_one_attempt_each(&env, "bounded", &sink, events as i64).await;
     let throttled = gw.samples("hookgate_throttled_total", "bounded").await;
     assert!(
         throttled["destination=billing,reason=max_in_flight"] > 0.0,

@@ -35,9 +35,9 @@ const MAX_POLL: Duration = Duration::from_millis(100);
 
 pub struct Throttles {
     streams: Streams,
-    /// Per source, per throttled destination; the local share of a bound lets this process's
-    /// own deliveries queue here rather than poll Redis.
-    limits: HashMap<(String, String), Limit>,
+    /// Source -> throttled destination -> its limit; the local share of a bound lets this
+    /// process's own deliveries queue here rather than poll Redis.
+    limits: HashMap<String, HashMap<String, Limit>>,
     /// A slot at most this far off is waited for here: long enough for a deferred delivery
     /// to be put back on its stream and read again before its slot.
     lead: Duration,
@@ -96,19 +96,18 @@ pub struct Flight {
 
 impl Throttles {
     pub fn new(config: &Config, streams: Streams) -> Self {
-        let limits = (config.sources.iter())
+        let mut limits: HashMap<String, HashMap<String, Limit>> = HashMap::new();
+        let throttled = (config.sources.iter())
             .flat_map(|s| s.destinations.iter().map(move |d| (s, d)))
-            .filter(|(_, d)| !d.throttle.is_unlimited())
-            .map(|(s, d)| {
-                let local =
-                    (d.throttle.max_in_flight).map(|n| Arc::new(Semaphore::new(n as usize)));
-                let limit = Limit {
-                    throttle: d.throttle,
-                    local,
-                };
-                ((s.name.clone(), d.name.clone()), limit)
-            })
-            .collect();
+            .filter(|(_, d)| !d.throttle.is_unlimited());
+        for (s, d) in throttled {
+            let local = (d.throttle.max_in_flight).map(|n| Arc::new(Semaphore::new(n as usize)));
+            let limit = Limit {
+                throttle: d.throttle,
+                local,
+            };
+            (limits.entry(s.name.clone()).or_default()).insert(d.name.clone(), limit);
+        }
         Self {
             streams,
             limits,
@@ -117,9 +116,10 @@ impl Throttles {
         }
     }
 
+    /// Looked up by reference: a delivery to a destination without a throttle allocates
+    /// nothing here.
     fn limit(&self, source: &str, destination: &str) -> Option<&Limit> {
-        self.limits
-            .get(&(source.to_string(), destination.to_string()))
+        self.limits.get(source)?.get(destination)
     }
 
     /// The delivery's rate slot: the one it kept when it was deferred, or a fresh one.
