@@ -78,3 +78,26 @@ async fn a_dead_lettered_delivery_lets_the_next_one_go() {
     )
     .await;
 }
+
+/// What waits for an ordered destination is not put back a page at a time once the
+/// destination has a row (its first failure, a pause) and delivers: each would be parked again
+/// by its claim, every tick. The ordered release lets them go one at a time instead.
+#[tokio::test]
+async fn the_scheduler_leaves_what_waits_for_a_flowing_ordered_destination_to_its_turn() {
+    let env = TestEnv::new().await;
+    let store = hookgate::store::Store::connect_lazy(&env.database_url, 2).unwrap();
+    store.migrate().await.unwrap();
+    for _ in 0..3 {
+        common::seed::pending_delivery(&env.db, "shop", "ledger").await;
+    }
+    for sql in [
+        "UPDATE deliveries SET requeue_at = 'infinity'",
+        "INSERT INTO destinations (source, destination) VALUES ('shop', 'ledger')",
+    ] {
+        sqlx::query(sql).execute(&env.db).await.unwrap();
+    }
+    let ordered = ["shop/ledger".to_string()];
+    assert_eq!(store.release_waiting(1000, &ordered).await.unwrap(), 0);
+    // The same destination, not ordered: all of it goes back.
+    assert_eq!(store.release_waiting(1000, &[]).await.unwrap(), 3);
+}

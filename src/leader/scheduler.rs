@@ -67,7 +67,7 @@ pub async fn run(
                 tracing::warn!(%error, source, "cannot check the source's Redis epoch; retrying next tick");
             }
         }
-        release_waiting(&store).await;
+        release_waiting(&store, &ordered).await;
         if let Err(error) = store.release_ordered(&ordered).await {
             tracing::warn!(%error, "cannot put back the next delivery of ordered destinations; retrying next tick");
         }
@@ -119,9 +119,9 @@ async fn read_through(streams: &Streams, sources: &[String]) -> bool {
 
 /// Makes what waited for a destination that delivers again due, for the requeue pages: as
 /// many pages as those can take in a tick.
-async fn release_waiting(store: &Store) {
+async fn release_waiting(store: &Store, ordered: &[String]) {
     for _ in 0..MAX_PAGES {
-        match store.release_waiting(PAGE).await {
+        match store.release_waiting(PAGE, ordered).await {
             Ok(released) if released >= PAGE as u64 => {}
             Ok(_) => return,
             Err(error) => {

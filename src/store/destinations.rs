@@ -248,12 +248,16 @@ impl Store {
     /// Puts back deliveries that waited for a destination that may deliver again: up to
     /// `limit` per destination that is resumed or closed, in event id order, and one as the
     /// probe of a breaker whose cool-down is over. A destination draining what waited lets
-    /// through what was put back; once nothing waits, it drains no more. Returns how many
-    /// were put back (the scheduler then finds them due).
-    pub async fn release_waiting(&self, limit: i64) -> Result<u64, StoreError> {
+    /// through what was put back; once nothing waits, it drains no more. An `ordered`
+    /// destination (`source/destination` keys) that delivers gets none back here: what waits
+    /// for it waits its turn, and `store::ordered` lets the next go when the one before ends
+    /// (put back a page at a time, each would be parked again by its claim, every tick).
+    /// Returns how many were put back (the scheduler then finds them due).
+    pub async fn release_waiting(&self, limit: i64, ordered: &[String]) -> Result<u64, StoreError> {
         let released: i64 = sqlx::query_scalar(
             "WITH ready AS (
-                 SELECT source, destination, state = 'closed' AS flowing, drain_after
+                 SELECT source, destination, state = 'closed' AS flowing, drain_after,
+                        source || '/' || destination = ANY($2) AS ordered
                  FROM destinations
                  WHERE NOT paused
                    AND (state = 'closed'
@@ -269,7 +273,7 @@ impl Store {
                      WHERE d.state = 'pending' AND d.requeue_at = 'infinity'
                        AND d.destination = r.destination AND e.source = r.source
                      ORDER BY d.event_id
-                     LIMIT CASE WHEN r.flowing THEN $1 ELSE 1 END
+                     LIMIT CASE WHEN NOT r.flowing THEN 1 WHEN r.ordered THEN 0 ELSE $1 END
                      -- Locked, so each is updated by its row address, not looked for again.
                      FOR UPDATE OF d SKIP LOCKED
                  ) w
@@ -297,6 +301,7 @@ impl Store {
              SELECT count(*) FROM released",
         )
         .bind(limit)
+        .bind(ordered)
         .fetch_one(self.pool())
         .await?;
         Ok(released as u64)
