@@ -188,14 +188,14 @@ impl Store {
         tallies.apply(&mut tx, &rules.breakers).await?;
         // An ordered destination whose delivery has ended lets the next one go.
         let mut ended: Vec<String> = Vec::new();
-        for outcome in outcomes {
-            for attempt in outcome.attempts {
-                let key = rules::ordered_key(&outcome.event.source, &attempt.destination);
-                let owned = owned.contains(&(outcome.event.event_id, attempt.destination.as_str()));
-                let ends = matches!(attempt.next, Next::Delivered | Next::DeadLetter);
-                if owned && ends && rules.ordered.contains(&key) {
-                    ended.push(key);
-                }
+        // Most gateways have no ordered destination: no key is built for them.
+        let attempts = (outcomes.iter()).flat_map(|o| o.attempts.iter().map(move |a| (o, a)));
+        for (outcome, attempt) in attempts.take_while(|_| !rules.ordered.is_empty()) {
+            let owned = owned.contains(&(outcome.event.event_id, attempt.destination.as_str()));
+            let ends = matches!(attempt.next, Next::Delivered | Next::DeadLetter);
+            let key = || rules::ordered_key(&outcome.event.source, &attempt.destination);
+            if owned && ends && rules.ordered.contains(&key()) {
+                ended.push(key());
             }
         }
         let released = ordered::release_next(&mut tx, &ended, Enqueue::ByCaller).await?;

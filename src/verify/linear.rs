@@ -43,8 +43,14 @@ struct Linear {
 impl Scheme for Linear {
     fn verify(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), VerifyError> {
         self.hmac.verify(headers, body, now)?;
-        let value: Option<Value> = serde_json::from_slice(body).ok();
-        let in_body = value.as_ref().and_then(|v| v[TIMESTAMP_FIELD].as_i64());
+        // Read into a one-field struct: serde skips the rest of the body without building it.
+        #[derive(serde::Deserialize)]
+        struct Stamped {
+            #[serde(rename = "webhookTimestamp")]
+            millis: Option<i64>,
+        }
+        let stamped: Option<Stamped> = serde_json::from_slice(body).ok();
+        let in_body = stamped.and_then(|s| s.millis);
         let millis = match in_body {
             Some(millis) => millis,
             None => parse_timestamp(TIMESTAMP_HEADER, required(headers, TIMESTAMP_HEADER)?)?,
